@@ -65,7 +65,7 @@ def conjugate_normal(n: int = 20, d: int = 2, seed: int = 0) -> LinearGaussian:
 
 
 def correlated_gaussian(rho: float, n: int = 10, seed: int = 0) -> LinearGaussian:
-    """2-D posterior with correlation close to ``rho``: a strongly correlated prior and weak data."""
+    """2-D posterior with correlation close to ``rho``: strongly correlated prior, weak data."""
     rng = np.random.default_rng(seed)
     P0 = np.array([[1.0, rho], [rho, 1.0]])
     X = np.tile(np.eye(2), (n // 2, 1))

@@ -50,11 +50,12 @@ def log_marginal(log_p: Array, log_q: Array) -> Array:
 def renyi_bound(log_p: Array, log_q: Array, alpha: float) -> Array:
     r"""Variational Renyi bound (Li & Turner 2016):
 
-    .. math:: \hat L_\alpha = \frac{1}{1-\alpha}\Big[\log\sum_s e^{(1-\alpha)\log w_s} - \log S\Big].
+    .. math::
+        \hat L_\alpha = \frac{1}{1-\alpha}\Big[\log\sum_s e^{(1-\alpha)\log w_s} - \log S\Big].
 
     ``alpha = 1`` is the ELBO exactly and the function is continuous across it: for
     :math:`|1-\alpha| < 10^{-3}` it is evaluated as
-    :math:`\bar{\ell} + \frac{1}{\epsilon}\log\big(1 + \frac1S\sum_s \mathrm{expm1}(\epsilon c_s)\big)`
+    :math:`\bar{\ell} + \frac{1}{\epsilon}\log(1 + \frac1S\sum_s \mathrm{expm1}(\epsilon c_s))`
     with :math:`\epsilon = 1-\alpha`, :math:`c = \log w - \bar\ell` centred, which has no
     cancellation. ``alpha = 0`` is IWAE (:func:`log_marginal`); ``alpha < 0`` sits on the upper
     side of ``log p(x)`` in expectation over infinitely many particles (``cubo`` is

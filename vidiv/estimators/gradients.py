@@ -20,7 +20,7 @@ __all__ = ["surrogate", "renyi_dreg_surrogate", "score_surrogate", "leave_one_ou
 
 
 def surrogate(value: Array, carrier: Array) -> Array:
-    """``sg(value - carrier) + carrier``: the value of ``value`` with the gradient of ``carrier``."""
+    """``sg(value - carrier) + carrier``: the value of ``value``, the gradient of ``carrier``."""
     return stop_gradient(value - carrier) + carrier
 
 
