@@ -7,7 +7,8 @@ is exactly (no discretisation error in the ratio itself)
 .. math:: \log\frac{dQ^{u}}{dP^{\rm ref}}(X_{0:N})
           = \sum_k u_k\cdot\big(v_k-\tfrac12u_k\big)\Delta t_k + u_k\cdot\Delta W_k,
 
-with :math:`u_k=u(X_k,t_k)` and :math:`v=u` on policy. Two forms of the running cost, equal in value at :math:`v=u`:
+with :math:`u_k=u(X_k,t_k)` and :math:`v=u` on policy. Two forms of the running cost, equal in
+value at :math:`v=u`:
 
 ``"lv"``  :math:`u\cdot(\mathrm{sg}(u)-\tfrac12u)\Delta t`: the trajectory is driven by the
           detached control :math:`v=\mathrm{sg}(u)`, so gradients enter only through
