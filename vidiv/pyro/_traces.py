@@ -1,0 +1,361 @@
+r"""The one trace walk shared by vidiv's Pyro objectives.
+
+:func:`trace_particles` runs the guide ``S`` times (vectorised: inside one particle plate at the
+left-most batch dim, ``dim = -(max_plate_nesting + 1)``; or in a Python loop), replays the model on
+each draw and returns per-particle log densities
+
+.. math:: \log p_{s,n} = \log p(x_n, z_{s,n}),\qquad \log q_{s,n} = \log q(z_{s,n}),
+
+of shape ``(S, *indep)``, where ``indep`` are the plates shared by *every* sample site of the model
+and the guide (the data plate of a local-latent model, none for a model with a global latent).
+Log densities are **unscaled** per datum: a subsampled common plate contributes its scale
+``size / subsample_size`` as :attr:`Particles.scale`, which the objectives apply *outside* the
+non-linear bound (``scale * sum_n L(x_n)``), as NumPyro's ``RenyiELBO`` does. Pyro's own
+``RenyiELBO`` puts the scale inside the log-sum-exp, which is not an estimate of the full-data
+bound. Subsampling in a plate that is not common to all sites is refused: the bound is not additive
+over such a plate.
+
+With ``per_datum=False`` every site is summed with its own scale (Pyro's usual subsampling
+semantics) and the result has shape ``(S,)``; this is what a *linear* objective of the log ratio
+(``LogVariance``) needs, and it allows subsampling in any plate.
+
+:class:`DetachSamples` detaches every sampled value in the guide, so that ``log q(sg z)`` has a
+gradient only through the guide's parameters and ``log p(x, sg z)`` only through the model's
+(``ChiSquaredVIS``, ``LogVariance``, the DReG correction). It detaches the *value* only: a
+``Delta(v, log_density=ld)`` site keeps the gradient of ``ld``.
+
+Example
+-------
+>>> p = trace_particles(model, guide, (data,), {}, num_particles=8, max_plate_nesting=1)
+>>> p.log_p.shape, p.log_q.shape, p.scale           # doctest: +SKIP
+(torch.Size([8]), torch.Size([8]), 1.0)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pyro
+import torch
+from pyro import poutine
+from pyro.distributions.util import scale_and_mask
+from pyro.infer import ELBO
+from pyro.poutine.messenger import Messenger
+from pyro.poutine.util import site_is_subsample
+
+from .._backend import as_float
+from ..errors import ModelStructureError, NonFiniteError, check_num_particles
+from ..estimators import check_log_weights
+
+__all__ = [
+    "DetachSamples",
+    "Particles",
+    "ParticleELBO",
+    "trace_particles",
+    "guess_max_plate_nesting",
+]
+
+PARTICLE_PLATE = "_vidiv_particles"
+
+
+class DetachSamples(Messenger):
+    """Detach the value of every latent sample site (enter it *outside* ``poutine.trace``, so the
+    trace and every later site see the detached value)."""
+
+    def _postprocess_message(self, msg) -> None:
+        if msg["type"] == "sample" and not msg["is_observed"]:
+            value = msg["value"]
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                msg["value"] = value.detach()
+
+
+@dataclass
+class Particles:
+    """Per-particle log densities and the traces they came from."""
+
+    log_p: torch.Tensor  #: (S, *indep) log p(x, z_s), unscaled per datum of the common plates
+    log_q: torch.Tensor  #: (S, *indep) log q(z_s)
+    log_q_score: torch.Tensor | None  #: log q of the non-reparameterised guide sites, or None
+    scale: float  #: size / subsample_size of the common plates (1.0 without subsampling)
+    plates: tuple[str, ...]  #: names of the common plates, in dim order
+    non_reparam: tuple[str, ...]  #: guide sites whose distribution has no rsample
+    model_trace: Any
+    guide_trace: Any  #: pruned guide trace (no subsample sites)
+    raw_guide_traces: list  #: unpruned guide traces, for replay (one per loop particle)
+
+    @property
+    def log_w(self) -> torch.Tensor:
+        return self.log_p - self.log_q
+
+
+def guess_max_plate_nesting(model, guide, args, kwargs) -> int:
+    """Number of batch dims the model's and guide's plates use (one blocked run of each)."""
+    with poutine.block():
+        gt = poutine.trace(guide).get_trace(*args, **kwargs)
+        mt = poutine.trace(poutine.replay(model, trace=gt)).get_trace(*args, **kwargs)
+    dims = [
+        f.dim
+        for tr in (gt, mt)
+        for s in tr.nodes.values()
+        if s["type"] == "sample"
+        for f in s["cond_indep_stack"]
+        if f.vectorized and f.name != PARTICLE_PLATE
+    ]
+    return -min(dims) if dims else 0
+
+
+def _sites(trace):
+    return [
+        s
+        for s in trace.nodes.values()
+        if s["type"] == "sample"
+        and not site_is_subsample(s)
+        and not s["infer"].get("_deterministic", False)
+    ]
+
+
+def _frames(site):
+    return [f for f in site["cond_indep_stack"] if f.name != PARTICLE_PLATE]
+
+
+def _validate(model_sites, guide_sites, objective: str) -> None:
+    for s in model_sites + guide_sites:
+        if s["infer"].get("enumerate"):
+            raise ModelStructureError(
+                f"site {s['name']!r} asks for enumeration (infer={{'enumerate': "
+                f"{s['infer']['enumerate']!r}}}), but {objective} does not enumerate. Use "
+                "pyro.infer.TraceEnum_ELBO for enumerated models, or marginalise the discrete "
+                "site by hand (e.g. a MixtureSameFamily likelihood) and drop the infer flag."
+            )
+    latents = [s["name"] for s in model_sites if not s["is_observed"]]
+    if not latents:
+        raise ModelStructureError(
+            f"the model has no latent sample sites, so {objective} has nothing to infer. Every "
+            "pyro.sample in the model is observed; fit its parameters by maximum likelihood "
+            "(e.g. pyro.infer.Trace_ELBO with an empty guide) or add a latent variable."
+        )
+    guided = {s["name"] for s in guide_sites}
+    missing = [n for n in latents if n not in guided]
+    if missing:
+        raise ModelStructureError(
+            f"model latent site(s) {missing} have no site in the guide, so q cannot weight them. "
+            "Add them to the guide (autoguides cover every latent site unless hidden) or observe "
+            "them in the model."
+        )
+
+
+def _common_frames(sites, per_datum: bool):
+    """Plates shared by all sites (sorted by dim) and the product of their subsample scales."""
+    if not per_datum:
+        return [], 1.0
+    common = None
+    for s in sites:
+        here = {(f.name, f.dim, f.size, f.full_size) for f in _frames(s) if f.vectorized}
+        common = here if common is None else common & here
+    common = sorted(common or (), key=lambda f: f[1])
+    names = {f[0] for f in common}
+    for s in sites:
+        for f in _frames(s):
+            if f.full_size is not None and f.full_size != f.size and f.name not in names:
+                raise ModelStructureError(
+                    f"plate {f.name!r} is subsampled ({f.size} of {f.full_size}) but site "
+                    f"{s['name']!r}'s plates are not shared by all sample sites; these objectives "
+                    "support only subsampling in plates common to all sample sites (the bound is "
+                    "not additive over a plate that a global latent sits outside). Use the full "
+                    f"data for {f.name!r}, or make every latent local to that plate."
+                )
+    scale = 1.0
+    for _, _, size, full_size in common:
+        if full_size is not None and full_size != size:
+            scale *= float(full_size) / float(size)
+    return common, scale
+
+
+def _reduce(lp, keep: tuple[int, ...], shape: tuple[int, ...], name: str, limit: int | None):
+    """Sum a site's log prob over every batch dim except ``keep`` (negative dims, ascending),
+    then broadcast to ``shape``."""
+    if not isinstance(lp, torch.Tensor):
+        lp = torch.as_tensor(lp)
+    if limit is not None and lp.dim() > limit:
+        raise ModelStructureError(
+            f"site {name!r} has log_prob shape {tuple(lp.shape)}: more batch dims than the "
+            f"{limit - 1} plate dim(s) expected. Declare every batch dim with pyro.plate, move "
+            "event dims to the event shape with .to_event(), or pass max_plate_nesting."
+        )
+    need = -keep[0] if keep else 0
+    if lp.dim() < need:
+        lp = lp.reshape((1,) * (need - lp.dim()) + tuple(lp.shape))
+    n = lp.dim()
+    drop = [i for i in range(n) if i - n not in keep]
+    if drop:
+        lp = lp.sum(dim=drop)
+    return lp.expand(shape)
+
+
+def _log_densities(sites, keep, shape, common_scale, limit, want_score=False):
+    total = 0.0
+    score = None
+    for s in sites:
+        lp = s["fn"].log_prob(s["value"], *s["args"], **s["kwargs"])
+        rel = s["scale"] / common_scale if common_scale != 1.0 else s["scale"]
+        lp = scale_and_mask(lp, rel, s["mask"])
+        lp = _reduce(lp, keep, shape, s["name"], limit)
+        total = total + lp
+        if want_score and not s["fn"].has_rsample:
+            score = lp if score is None else score + lp
+    return total, score
+
+
+def _check_finite(log_w, model_sites, objective: str) -> None:
+    bad = torch.isnan(log_w).any() | torch.isposinf(log_w).any()
+    if log_w.dim():
+        bad = bad | torch.isneginf(log_w).all(0).any()
+    if not bool(bad):
+        return
+    for s in model_sites:
+        v = s["value"]
+        if s["is_observed"] and isinstance(v, torch.Tensor) and v.is_floating_point():
+            if bool(torch.isnan(v).any()):
+                n = int(torch.isnan(v).sum())
+                raise NonFiniteError(
+                    f"observed data at site {s['name']!r} contain {n} NaN value(s). Remove or "
+                    "impute them, or mask them out with poutine.mask / obs_mask."
+                )
+    check_log_weights(log_w, name=f"{objective} log weights log p(x, z) - log q(z)")
+
+
+def _one_pass(model, guide, args, kwargs, plate, detach, replay):
+    stack = contextlib.ExitStack()
+    with stack:
+        if detach:
+            stack.enter_context(DetachSamples())
+        g = guide if replay is None else poutine.replay(guide, trace=replay)
+        raw = poutine.trace(plate(g) if plate else g).get_trace(*args, **kwargs)
+    mt = poutine.trace(poutine.replay(plate(model) if plate else model, trace=raw))
+    mt = mt.get_trace(*args, **kwargs)
+    return raw, mt
+
+
+def trace_particles(
+    model,
+    guide,
+    args: tuple,
+    kwargs: dict,
+    num_particles: int,
+    max_plate_nesting: int | None,
+    *,
+    detach: bool = False,
+    per_datum: bool = True,
+    vectorize: bool = True,
+    replay: list | None = None,
+    objective: str = "this objective",
+) -> Particles:
+    """Draw ``num_particles`` guide samples, replay the model, return :class:`Particles`.
+
+    ``max_plate_nesting`` is the model's own nesting (the particle plate goes one dim further
+    left); it is only needed when ``vectorize``. ``replay`` (the ``raw_guide_traces`` of an earlier
+    call) re-evaluates the same draws, e.g. with ``detach=True`` for ``log q_phi(sg z)``.
+    """
+    S = int(num_particles)
+    if vectorize:
+        dim = -(int(max_plate_nesting) + 1)
+        passes = [(pyro.plate(PARTICLE_PLATE, S, dim=dim), None if replay is None else replay[0])]
+    else:
+        passes = [(None, None if replay is None else replay[i]) for i in range(S)]
+    raws, mts = [], []
+    for plate, rp in passes:
+        raw, mt = _one_pass(model, guide, args, kwargs, plate, detach, rp)
+        raws.append(raw)
+        mts.append(mt)
+    model_sites = _sites(mts[0])
+    guide_sites = _sites(raws[0])
+    _validate(model_sites, guide_sites, objective)
+    common, scale = _common_frames(model_sites + guide_sites, per_datum)
+    sizes = tuple(int(f[2]) for f in common)
+    dims = tuple(f[1] for f in common)
+    lps, lqs, scores = [], [], []
+    for raw, mt in zip(raws, mts, strict=True):
+        ms, gs = (model_sites, guide_sites) if raw is raws[0] else (_sites(mt), _sites(raw))
+        if vectorize:
+            keep, shape, limit = (dim,) + dims, (S,) + sizes, -dim
+        else:
+            keep, shape, limit = dims, sizes, None
+        lp, _ = _log_densities(ms, keep, shape, scale, limit)
+        lq, sc = _log_densities(gs, keep, shape, scale, limit, want_score=True)
+        lps.append(lp)
+        lqs.append(lq)
+        scores.append(sc)
+    if vectorize:
+        log_p, log_q, log_q_score = lps[0], lqs[0], scores[0]
+    else:
+        log_p, log_q = torch.stack(lps), torch.stack(lqs)
+        log_q_score = None if scores[0] is None else torch.stack(scores)
+    if not isinstance(log_q, torch.Tensor):  # a guide without sample sites
+        log_q = torch.zeros_like(log_p)
+    _check_finite((log_p - log_q).detach(), model_sites, objective)
+    non_reparam = tuple(s["name"] for s in guide_sites if not s["fn"].has_rsample)
+    return Particles(
+        log_p=log_p,
+        log_q=log_q,
+        log_q_score=log_q_score,
+        scale=scale,
+        plates=tuple(f[0] for f in common),
+        non_reparam=non_reparam,
+        model_trace=mts[0],
+        guide_trace=poutine.util.prune_subsample_sites(raws[0]),
+        raw_guide_traces=raws,
+    )
+
+
+class ParticleELBO(ELBO):
+    """Base of vidiv's Pyro objectives: validates the particle count, owns the particle plate
+    (``max_plate_nesting`` is the *model's* nesting; guessed once from a blocked run if infinite)
+    and exposes :meth:`particles`."""
+
+    _name = "this objective"
+
+    def __init__(
+        self,
+        num_particles: int,
+        max_plate_nesting: float = math.inf,
+        vectorize_particles: bool = True,
+        min_particles: int = 1,
+    ) -> None:
+        num_particles = check_num_particles(num_particles, minimum=min_particles)
+        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
+        self.vectorize_particles = bool(vectorize_particles)
+
+    def _nesting(self, model, guide, args, kwargs) -> int | None:
+        if not self.vectorize_particles:
+            return None
+        if math.isinf(self.max_plate_nesting):
+            self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
+        return int(self.max_plate_nesting)
+
+    def particles(self, model, guide, args, kwargs, **options) -> Particles:
+        """Run :func:`trace_particles` with this objective's settings."""
+        options.setdefault("num_particles", self.num_particles)
+        return trace_particles(
+            model,
+            guide,
+            args,
+            kwargs,
+            max_plate_nesting=self._nesting(model, guide, args, kwargs),
+            vectorize=self.vectorize_particles,
+            objective=self._name,
+            **options,
+        )
+
+    def _get_trace(self, model, guide, args, kwargs):
+        p = self.particles(model, guide, args, kwargs)
+        return p.model_trace, p.guide_trace
+
+    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
+        """Backpropagate :meth:`differentiable_loss`; return the loss as a float."""
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        if loss.requires_grad:
+            loss.backward(retain_graph=self.retain_graph)
+        return as_float(loss)
