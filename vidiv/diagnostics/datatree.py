@@ -68,7 +68,7 @@ def _safe_value(value: Any) -> Any:
     if isinstance(value, float | np.floating):
         return float(value)
     if isinstance(value, str):
-        return value
+        return str(value)  # plain str: h5netcdf rejects str subclasses (e.g. torch's TorchVersion)
     if isinstance(value, np.ndarray) and value.dtype.kind in "iuf" and value.ndim == 1:
         return value
     if isinstance(value, Sequence) and value and all(isinstance(v, str) for v in value):
