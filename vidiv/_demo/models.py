@@ -15,7 +15,7 @@ from importlib import resources
 import numpy as np
 
 LOG_EVIDENCE = -31.311347352713796
-PARAMS = ("mu", "tau", "theta")
+PARAMS = ("mu", "tau", "theta_trans", "theta")
 
 
 @cache

@@ -1,0 +1,58 @@
+"""`vidiv demo` end to end (short run) and its command-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import xarray as xr
+
+from vidiv._demo.runners import METHODS
+
+
+def _vidiv(*args, timeout=900):
+    return subprocess.run([sys.executable, "-m", "vidiv.cli", *args], capture_output=True,
+                          text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("backend", ["numpyro", "pyro"])
+def test_demo_short_run_writes_table_and_files(tmp_path, backend):
+    out = tmp_path / "out"
+    res = _vidiv("demo", "--backend", backend, "--steps", "200", "--out", str(out), "--seed", "1",
+                 "--no-progress")
+    assert res.returncode == 0, res.stderr[-3000:]
+    table = (out / "table.txt").read_text()
+    assert table in res.stdout
+    rows = json.loads((out / "results.json").read_text())
+    assert {r["method"] for r in rows} == set(METHODS.values())
+    for method in METHODS:
+        dt = xr.open_datatree(out / f"{method}-{backend}.nc").load()
+        assert "posterior" in dt.children
+        assert dt["posterior"].dataset["mu"].shape[0] == 1  # chain dim
+    for r in rows:
+        assert r["seconds"] > 0
+        # 200 steps is short, but every method must land in the right region of eight schools
+        assert r["max_std_mean_error"] < 1.5, r
+        assert 0.3 < r["mean_sd_ratio"] < 2.0, r
+        if r["method"] not in ("MirroredSVGD",):
+            assert -40 < r["log_z"] < -28, r  # exact log Z is -31.31
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--steps", "0"], "expected a positive integer, got 0"),
+        (["demo", "--methods", "nope"], "unknown method nope"),
+        (["demo", "--backend", "stan"], "unknown backend stan"),
+        (["demo", "--colour"], "unrecognized arguments: --colour"),
+        (["frobnicate"], "invalid choice: 'frobnicate'"),
+    ],
+)
+def test_bad_flags_one_line_and_exit_2(args, message):
+    res = _vidiv(*args, timeout=120)
+    assert res.returncode == 2
+    assert message in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert res.stdout == ""
