@@ -61,13 +61,18 @@ def bench_pyro(rounds: int, steps: int) -> dict[str, float]:
             pyro.sample("y", dist.Bernoulli(logits=X @ beta), obs=y)
 
     losses = {
-        "host Trace_ELBO": Trace_ELBO(num_particles=K, vectorize_particles=True, max_plate_nesting=1),
-        "host RenyiELBO": RenyiELBO(alpha=ALPHA, num_particles=K, vectorize_particles=True,
-                                    max_plate_nesting=1),
-        "vidiv AlphaDivergence": vp.AlphaDivergence(alpha=ALPHA, num_particles=K,
-                                                    max_plate_nesting=1),
-        "vidiv AlphaDivergence (dreg)": vp.AlphaDivergence(alpha=ALPHA, num_particles=K,
-                                                           gradient="dreg", max_plate_nesting=1),
+        "host Trace_ELBO": Trace_ELBO(
+            num_particles=K, vectorize_particles=True, max_plate_nesting=1
+        ),
+        "host RenyiELBO": RenyiELBO(
+            alpha=ALPHA, num_particles=K, vectorize_particles=True, max_plate_nesting=1
+        ),
+        "vidiv AlphaDivergence": vp.AlphaDivergence(
+            alpha=ALPHA, num_particles=K, max_plate_nesting=1
+        ),
+        "vidiv AlphaDivergence (dreg)": vp.AlphaDivergence(
+            alpha=ALPHA, num_particles=K, gradient="dreg", max_plate_nesting=1
+        ),
     }
     steppers = {}
     for name, loss in losses.items():
@@ -105,8 +110,9 @@ def bench_numpyro(rounds: int, steps: int) -> dict[str, float]:
         "host Trace_ELBO": Trace_ELBO(num_particles=K),
         "host RenyiELBO": RenyiELBO(alpha=ALPHA, num_particles=K),
         "vidiv AlphaDivergence": vn.AlphaDivergence(alpha=ALPHA, num_particles=K),
-        "vidiv AlphaDivergence (dreg)": vn.AlphaDivergence(alpha=ALPHA, num_particles=K,
-                                                           gradient="dreg"),
+        "vidiv AlphaDivergence (dreg)": vn.AlphaDivergence(
+            alpha=ALPHA, num_particles=K, gradient="dreg"
+        ),
     }
     steppers = {}
     for name, loss in losses.items():
@@ -132,19 +138,31 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="few rounds (smoke run)")
     args = parser.parse_args(argv)
     rounds, steps = (3, 10) if args.quick else (15, 50)
-    out = {"config": {"N": N, "D": D, "particles": K, "alpha": ALPHA, "rounds": rounds,
-                      "steps_per_round": steps, "machine": platform.processor() or platform.machine(),
-                      "note": "median per-step seconds over interleaved rounds; 1 torch thread"}}
+    out = {
+        "config": {
+            "N": N,
+            "D": D,
+            "particles": K,
+            "alpha": ALPHA,
+            "rounds": rounds,
+            "steps_per_round": steps,
+            "machine": platform.processor() or platform.machine(),
+            "note": "median per-step seconds over interleaved rounds; 1 torch thread",
+        }
+    }
     for backend, fn in (("pyro", bench_pyro), ("numpyro", bench_numpyro)):
         t = fn(rounds, steps)
         base = t["host RenyiELBO"]
-        out[backend] = {k: {"seconds_per_step": v, "ratio_to_host_renyi": v / base}
-                        for k, v in t.items()}
+        out[backend] = {
+            k: {"seconds_per_step": v, "ratio_to_host_renyi": v / base} for k, v in t.items()
+        }
     print(f"{'backend':8s} {'objective':32s} {'ms/step':>9s} {'vs RenyiELBO':>13s}")
     for backend in ("pyro", "numpyro"):
         for name, r in out[backend].items():
-            print(f"{backend:8s} {name:32s} {1e3 * r['seconds_per_step']:9.3f} "
-                  f"{r['ratio_to_host_renyi']:13.3f}")
+            print(
+                f"{backend:8s} {name:32s} {1e3 * r['seconds_per_step']:9.3f} "
+                f"{r['ratio_to_host_renyi']:13.3f}"
+            )
     if not args.quick:
         RESULTS.mkdir(exist_ok=True)
         (RESULTS / "step_time.json").write_text(json.dumps(out, indent=2))

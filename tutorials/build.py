@@ -30,8 +30,10 @@ def parse_cells(text: str) -> list:
         if not body:
             return
         if kind == "markdown":
-            md = "\n".join(line[2:] if line.startswith("# ") else line.lstrip("#") for line in
-                           body.splitlines())
+            md = "\n".join(
+                line[2:] if line.startswith("# ") else line.lstrip("#")
+                for line in body.splitlines()
+            )
             cells.append(nbformat.v4.new_markdown_cell(md))
         else:
             cells.append(nbformat.v4.new_code_cell(body))
@@ -50,7 +52,11 @@ def parse_cells(text: str) -> list:
 def build(src: Path) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.cells = parse_cells(src.read_text())
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     return nb
 
 
@@ -58,8 +64,9 @@ def execute(nb: nbformat.NotebookNode, smoke: bool, timeout: int = 1800) -> nbfo
     env_before = os.environ.get("VIDIV_SMOKE")
     os.environ["VIDIV_SMOKE"] = "1" if smoke else "0"
     try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(HERE)}}).execute()
+        NotebookClient(
+            nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(HERE)}}
+        ).execute()
     finally:
         if env_before is None:
             os.environ.pop("VIDIV_SMOKE", None)

@@ -1,8 +1,8 @@
 """Command line: ``vidiv demo`` (the main job) and ``vidiv bench`` (the posteriordb benchmark).
 
-    vidiv demo [--backend all|pyro|numpyro] [--methods all|m1,m2,...] [--steps N] [--out DIR]
-               [--seed S]
-    vidiv bench [--quick] [--backend ...] [--methods ...] [--posteriors ...]
+vidiv demo [--backend all|pyro|numpyro] [--methods all|m1,m2,...] [--steps N] [--out DIR]
+           [--seed S]
+vidiv bench [--quick] [--backend ...] [--methods ...] [--posteriors ...]
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def _csv(choices: Sequence[str], what: str):
         bad = [t for t in items if t not in choices]
         if bad or not items:
             raise argparse.ArgumentTypeError(
-                f"unknown {what} {', '.join(bad) or repr(text)}; choose from all, {', '.join(choices)}"
+                f"unknown {what} {', '.join(bad) or repr(text)}; "
+                f"choose from all, {', '.join(choices)}"
             )
         return items
 
@@ -53,12 +54,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog="vidiv", description="vidiv command line")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
     demo = sub.add_parser("demo", help="fit eight schools with every method and backend")
-    demo.add_argument("--backend", type=_csv(BACKENDS, "backend"), default=list(BACKENDS),
-                      help="comma-separated backends, or all (default: every installed one)")
-    demo.add_argument("--methods", type=_csv(list(METHODS), "method"), default=list(METHODS),
-                      help=f"comma-separated methods, or all: {', '.join(METHODS)}")
-    demo.add_argument("--steps", type=_positive_int, default=None,
-                      help="optimisation steps per method (default: per-method defaults)")
+    demo.add_argument(
+        "--backend",
+        type=_csv(BACKENDS, "backend"),
+        default=list(BACKENDS),
+        help="comma-separated backends, or all (default: every installed one)",
+    )
+    demo.add_argument(
+        "--methods",
+        type=_csv(list(METHODS), "method"),
+        default=list(METHODS),
+        help=f"comma-separated methods, or all: {', '.join(METHODS)}",
+    )
+    demo.add_argument(
+        "--steps",
+        type=_positive_int,
+        default=None,
+        help="optimisation steps per method (default: per-method defaults)",
+    )
     demo.add_argument("--out", default="vidiv-demo-out", help="output folder (netCDF + PNG)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
@@ -77,12 +90,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from ._demo.main import run_demo
 
-            run_demo(backends=args.backend, methods=args.methods, steps=args.steps,
-                     out=args.out, seed=args.seed, progress=not args.no_progress)
+            run_demo(
+                backends=args.backend,
+                methods=args.methods,
+                steps=args.steps,
+                out=args.out,
+                seed=args.seed,
+                progress=not args.no_progress,
+            )
             return 0
         if importlib.util.find_spec("benchmarks.posteriordb") is None:
-            print("vidiv: error: 'vidiv bench' runs benchmarks/posteriordb.py; run it from the root "
-                  "of a vidiv source checkout", file=sys.stderr)
+            print(
+                "vidiv: error: 'vidiv bench' runs benchmarks/posteriordb.py; run it from the root "
+                "of a vidiv source checkout",
+                file=sys.stderr,
+            )
             return 2
         from benchmarks import posteriordb
 
@@ -93,8 +115,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _bench_argv(args: argparse.Namespace) -> list[str]:
-    argv = ["--backend", args.backend, "--methods", args.methods,
-            "--posteriors", args.posteriors, "--seed", str(args.seed)]
+    argv = [
+        "--backend",
+        args.backend,
+        "--methods",
+        args.methods,
+        "--posteriors",
+        args.posteriors,
+        "--seed",
+        str(args.seed),
+    ]
     return argv + (["--quick"] if args.quick else [])
 
 

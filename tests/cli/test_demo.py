@@ -13,15 +13,26 @@ from vidiv._demo.runners import METHODS
 
 
 def _vidiv(*args, timeout=900):
-    return subprocess.run([sys.executable, "-m", "vidiv.cli", *args], capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "vidiv.cli", *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 @pytest.mark.parametrize("backend", ["numpyro", "pyro"])
 def test_demo_short_run_writes_table_and_files(tmp_path, backend):
     out = tmp_path / "out"
-    res = _vidiv("demo", "--backend", backend, "--steps", "200", "--out", str(out), "--seed", "1",
-                 "--no-progress")
+    res = _vidiv(
+        "demo",
+        "--backend",
+        backend,
+        "--steps",
+        "200",
+        "--out",
+        str(out),
+        "--seed",
+        "1",
+        "--no-progress",
+    )
     assert res.returncode == 0, res.stderr[-3000:]
     table = (out / "table.txt").read_text()
     assert table in res.stdout

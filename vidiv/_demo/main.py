@@ -39,20 +39,27 @@ def _row(fit, ref) -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'method':28s} {'backend':8s} {'seconds':>8s} {'max|Δmean|/sd':>13s} "
-            f"{'sd ratio':>8s} {'k̂':>6s} {'IS-ESS':>7s} {'log Z':>16s}")
+    head = (
+        f"{'method':28s} {'backend':8s} {'seconds':>8s} {'max|Δmean|/sd':>13s} "
+        f"{'sd ratio':>8s} {'k̂':>6s} {'IS-ESS':>7s} {'log Z':>16s}"
+    )
     lines = [head, "-" * len(head)]
     for r in rows:
-        lz = (f"{r['log_z']:.3f} ± {r['log_z_se']:.3f}" if np.isfinite(r["log_z"])
-              else "— (no log q)")
+        lz = (
+            f"{r['log_z']:.3f} ± {r['log_z_se']:.3f}" if np.isfinite(r["log_z"]) else "— (no log q)"
+        )
         khat = f"{r['khat']:.2f}" if np.isfinite(r["khat"]) else "—"
         ess = f"{r['is_ess']:.0f}" if np.isfinite(r["is_ess"]) else "—"
-        lines.append(f"{r['method']:28s} {r['backend']:8s} {r['seconds']:8.1f} "
-                     f"{r['max_std_mean_error']:13.3f} {r['mean_sd_ratio']:8.2f} {khat:>6s} "
-                     f"{ess:>7s} {lz:>16s}")
-    lines.append(f"exact log Z = {models.LOG_EVIDENCE:.3f}; reference: posteriordb NUTS draws "
-                 f"(eight_schools_noncentered, {len(models.reference()['mu'])} kept); "
-                 "k̂ < 0.5 good, < 0.7 usable")
+        lines.append(
+            f"{r['method']:28s} {r['backend']:8s} {r['seconds']:8.1f} "
+            f"{r['max_std_mean_error']:13.3f} {r['mean_sd_ratio']:8.2f} {khat:>6s} "
+            f"{ess:>7s} {lz:>16s}"
+        )
+    lines.append(
+        f"exact log Z = {models.LOG_EVIDENCE:.3f}; reference: posteriordb NUTS draws "
+        f"(eight_schools_noncentered, {len(models.reference()['mu'])} kept); "
+        "k̂ < 0.5 good, < 0.7 usable"
+    )
     return "\n".join(lines)
 
 

@@ -22,7 +22,11 @@ PARAMS = ("mu", "tau", "theta_trans", "theta")
 def data() -> dict[str, np.ndarray]:
     """``{"J", "y", "sigma"}`` of the eight schools (package data)."""
     raw = json.loads(resources.files("vidiv.data").joinpath("eight_schools.json").read_text())
-    return {"J": int(raw["J"]), "y": np.asarray(raw["y"], float), "sigma": np.asarray(raw["sigma"], float)}
+    return {
+        "J": int(raw["J"]),
+        "y": np.asarray(raw["y"], float),
+        "sigma": np.asarray(raw["sigma"], float),
+    }
 
 
 @cache

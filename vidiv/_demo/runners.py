@@ -31,8 +31,14 @@ METHODS: dict[str, str] = {
 }
 
 # full-run steps; VIDIV_SMOKE=1 (tests, tutorials) divides by 10
-DEFAULT_STEPS = {"trace_elbo": 3000, "alpha": 3000, "vis": 3000, "logvar": 3000,
-                 "fbgvi": 1500, "msvgd": 1000}
+DEFAULT_STEPS = {
+    "trace_elbo": 3000,
+    "alpha": 3000,
+    "vis": 3000,
+    "logvar": 3000,
+    "fbgvi": 1500,
+    "msvgd": 1000,
+}
 NUM_DRAWS = 1000
 
 
@@ -88,8 +94,15 @@ def fit_numpyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
         res = fb.run(key, steps, progress_bar=progress)
         jax.block_until_ready(res.params)
         seconds = time.perf_counter() - t0
-        dt = vn.to_datatree(model, fb.guide, res.params, rng_key=draw_key, num_samples=NUM_DRAWS,
-                            losses=np.asarray(res.losses), objective="FBGVI")
+        dt = vn.to_datatree(
+            model,
+            fb.guide,
+            res.params,
+            rng_key=draw_key,
+            num_samples=NUM_DRAWS,
+            losses=np.asarray(res.losses),
+            objective="FBGVI",
+        )
     elif method == "msvgd":
         ms = vn.MirroredSVGD(model, num_particles=100, optim=numpyro.optim.Adam(0.05))
         res = ms.run(key, steps, progress_bar=progress)
@@ -102,8 +115,15 @@ def fit_numpyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
         res = svi.run(key, steps, progress_bar=progress)
         jax.block_until_ready(res.params)
         seconds = time.perf_counter() - t0
-        dt = vn.to_datatree(model, guide, res.params, rng_key=draw_key, num_samples=NUM_DRAWS,
-                            losses=np.asarray(res.losses), objective=METHODS[method])
+        dt = vn.to_datatree(
+            model,
+            guide,
+            res.params,
+            rng_key=draw_key,
+            num_samples=NUM_DRAWS,
+            losses=np.asarray(res.losses),
+            objective=METHODS[method],
+        )
     return Fit(method, "numpyro", seconds, dt)
 
 
@@ -150,8 +170,9 @@ def fit_pyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
         fb = vp.FBGVI(model)
         losses = _pyro_loop(fb.step, steps, progress, "FBGVI")
         seconds = time.perf_counter() - t0
-        dt = vp.to_datatree(model, fb.guide, num_samples=NUM_DRAWS, losses=losses,
-                            objective="FBGVI")
+        dt = vp.to_datatree(
+            model, fb.guide, num_samples=NUM_DRAWS, losses=losses, objective="FBGVI"
+        )
     elif method == "msvgd":
         ms = vp.MirroredSVGD(model, num_particles=100, optim=pyro.optim.Adam({"lr": 0.05}))
         losses = _pyro_loop(ms.step, steps, progress, "MirroredSVGD")
@@ -163,8 +184,9 @@ def fit_pyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
         svi = SVI(model, guide, optim, loss=_pyro_loss(method))
         losses = _pyro_loop(svi.step, steps, progress, METHODS[method])
         seconds = time.perf_counter() - t0
-        dt = vp.to_datatree(model, guide, num_samples=NUM_DRAWS, losses=losses,
-                            objective=METHODS[method])
+        dt = vp.to_datatree(
+            model, guide, num_samples=NUM_DRAWS, losses=losses, objective=METHODS[method]
+        )
     return Fit(method, "pyro", seconds, dt)
 
 
