@@ -36,7 +36,7 @@ _NAN = float("nan")
 
 def _draws_needed(khat: float) -> int:
     # smallest S with 1 - 1/log10(S) > khat
-    return int(math.ceil(10 ** (1.0 / (1.0 - khat)))) + 1
+    return int(math.floor(10 ** (1.0 / (1.0 - khat)))) + 1
 
 
 def verdict_for(khat: float, num_draws: int) -> tuple[str, str]:
