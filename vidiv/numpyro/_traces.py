@@ -1,0 +1,300 @@
+r"""The one trace walk shared by the NumPyro objectives.
+
+:func:`particle_terms` runs the guide and the model (replayed on the guide) once per particle,
+vectorised over particle keys with ``vmap`` (or the objective's ``vectorize_particles_fn``), and
+returns per-particle log densities of shape ``(S, *indep)``:
+
+* ``indep`` are the plate dims common to **all** sample sites of model and guide (observed sites
+  included), as in NumPyro's ``RenyiELBO``: each objective is applied per element of that plate and
+  the results are summed; every other dim is summed into the particle's log density. With a
+  subsampled common plate the per-element terms are un-scaled (divided by ``size/subsample_size``)
+  and the objective's total is multiplied by that ``scale`` afterwards, so the minibatch loss is an
+  unbiased estimate of the full-data loss. Subsampling in a plate *not* shared by every site
+  raises :class:`~vidiv.errors.ModelStructureError`.
+* ``log_q_score``: log q of the guide sites that are not reparameterised (discrete ones), with
+  the sampled values detached; the objectives feed it to the score-function terms.
+
+Example
+-------
+>>> terms = particle_terms(key, params, model, guide, (), {}, num_particles=8)  # doctest: +SKIP
+>>> terms.log_p.shape, terms.log_q.shape, terms.scale                          # doctest: +SKIP
+((8,), (8,), 1.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import ExitStack
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import random
+from numpyro.handlers import replay, seed, substitute, trace
+from numpyro.primitives import Messenger
+
+from ..errors import ModelStructureError, NonFiniteError
+
+__all__ = ["detach_samples", "particle_terms", "ParticleTerms", "reduce_mutable_state"]
+
+
+class detach_samples(Messenger):
+    """Stop the gradient of every latent sample's *value* (``lax.stop_gradient``).
+
+    Use it outside ``trace`` so the trace records the detached value: the model replayed on that
+    trace then gives ``log p(x, sg z)`` (gradient only through model parameters) and the guide's
+    ``log q(sg z)`` gets its gradient only through the guide parameters. Only the value is
+    detached: a ``Delta(v, log_density=...)`` site keeps the gradient of its ``log_density``
+    (the path-space density of a diffusion guide, for example). ``only_nonreparam=True`` detaches
+    only sites whose distribution has no reparameterised sampler (what NumPyro's importance traces
+    do).
+
+    >>> with detach_samples():                                    # doctest: +SKIP
+    ...     guide_trace = trace(guide).get_trace(*args)
+    """
+
+    def __init__(self, fn: Callable | None = None, only_nonreparam: bool = False) -> None:
+        self.only_nonreparam = only_nonreparam
+        super().__init__(fn)
+
+    def postprocess_message(self, msg: dict) -> None:
+        if msg["type"] != "sample" or msg["is_observed"]:
+            return
+        if self.only_nonreparam and msg["fn"].has_rsample:
+            return
+        msg["value"] = jax.lax.stop_gradient(msg["value"])
+        # cached intermediates (e.g. of a TransformedDistribution) would let the gradient through
+        msg["intermediates"] = []
+
+
+class ParticleTerms(NamedTuple):
+    """Per-particle log densities, shape ``(S, *indep)`` (see the module docstring)."""
+
+    log_p: jax.Array
+    log_q: jax.Array
+    log_q_score: jax.Array | None  # None when every guide site is reparameterised
+    scale: float  # size / subsample_size of the common plates (1.0 without subsampling)
+    mutable_state: dict | None
+    log_q_stopped: jax.Array | None = None  # DReG: log q_{sg(phi)}(z(phi))
+    log_p_model: jax.Array | None = None  # DReG: log p_theta(x, sg z) (None: no model params)
+    score_sites: tuple = ()  # names of the non-reparameterised guide sites
+
+
+def _site_log_prob(site: dict) -> jax.Array:
+    fn, value = site["fn"], site["value"]
+    lp = fn.log_prob(value, site["intermediates"]) if site["intermediates"] else fn.log_prob(value)
+    scale = site["scale"]
+    if scale is not None:
+        lp = scale * lp
+    return lp
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _validate(model_trace: dict, guide_trace: dict, objective: str) -> None:
+    for role, tr in (("model", model_trace), ("guide", guide_trace)):
+        for name, site in tr.items():
+            if site["type"] == "sample" and site["infer"].get("enumerate"):
+                raise ModelStructureError(
+                    f"{objective}: {role} site '{name}' is marked for enumeration "
+                    f"(infer={{'enumerate': {site['infer']['enumerate']!r}}}), which this "
+                    "objective does not support. Marginalise the discrete variable out by hand, "
+                    "sample it in the guide instead (it then gets score-function terms), or use "
+                    "numpyro.infer.TraceEnum_ELBO."
+                )
+    latents = [n for n, s in model_trace.items() if s["type"] == "sample" and not s["is_observed"]]
+    if not latents:
+        raise ModelStructureError(
+            f"{objective}: the model has no latent sample sites (every sample site is "
+            "observed), so there is nothing to infer. Fit the parameters by maximum "
+            "likelihood instead, or add a latent `numpyro.sample` site."
+        )
+    for name in latents:
+        if name not in guide_trace:
+            raise ModelStructureError(
+                f"{objective}: model latent site '{name}' is not sampled by the guide; every "
+                "latent site of the model needs a guide site of the same name."
+            )
+    for name, site in model_trace.items():
+        if site["type"] != "sample" or not site["is_observed"]:
+            continue
+        value = site["value"]
+        if not _is_concrete(value) or not jnp.issubdtype(jnp.result_type(value), jnp.inexact):
+            continue
+        if site["fn"].__class__.__name__ == "MaskedDistribution":
+            continue  # masked entries (e.g. obs_mask) may legitimately hold NaN
+        bad = np.isnan(np.asarray(value))
+        if bad.any():
+            raise NonFiniteError(
+                f"{objective}: observed site '{name}' contains {int(bad.sum())} NaN value(s) "
+                f"out of {bad.size}. Drop or impute the missing data, or pass "
+                "obs_mask=~jnp.isnan(data) to numpyro.sample so they are imputed."
+            )
+
+
+def _plate_sizes(model_trace: dict, guide_trace: dict, name: str) -> int:
+    for tr in (model_trace, guide_trace):
+        if name in tr and tr[name]["type"] == "plate":
+            return int(tr[name]["args"][0])
+    raise ModelStructureError(f"plate '{name}' is used by a site but not recorded in the trace.")
+
+
+def _common_plates(model_trace: dict, guide_trace: dict, objective: str):
+    site_frames = [
+        set(site["cond_indep_stack"])
+        for tr in (model_trace, guide_trace)
+        for site in tr.values()
+        if site["type"] == "sample"
+    ]
+    common = set.intersection(*site_frames) if site_frames else set()
+    for frame in set.union(*site_frames) - common:
+        size = _plate_sizes(model_trace, guide_trace, frame.name)
+        if size > frame.size:
+            raise ModelStructureError(
+                f"{objective}: plate '{frame.name}' is subsampled ({frame.size} of {size}) but "
+                "is not shared by every sample site, so the bound cannot be applied per data "
+                "point. Subsample only in a plate that encloses the whole model (every latent "
+                "and observed site), or do not subsample."
+            )
+    scale = 1.0
+    for frame in common:
+        scale *= _plate_sizes(model_trace, guide_trace, frame.name) / frame.size
+    return {frame.dim for frame in common}, scale
+
+
+def _sum_to_indep(log_prob: jax.Array, indep_dims: set) -> jax.Array:
+    axes = tuple(d for d in range(log_prob.ndim) if d - log_prob.ndim not in indep_dims)
+    return jnp.sum(log_prob, axis=axes)
+
+
+def _total(tr: dict, indep_dims: set, select: Callable[[dict], bool] = lambda s: True):
+    total = jnp.zeros(())
+    for site in tr.values():
+        if site["type"] == "sample" and select(site):
+            total = total + _sum_to_indep(_site_log_prob(site), indep_dims)
+    return total
+
+
+def _mutable(tr: dict) -> dict:
+    return {n: s["value"] for n, s in tr.items() if s["type"] == "mutable"}
+
+
+def particle_terms(
+    rng_key: jax.Array,
+    param_map: dict,
+    model: Callable,
+    guide: Callable,
+    args: tuple,
+    kwargs: dict,
+    num_particles: int,
+    *,
+    detach: bool = False,
+    dreg: bool = False,
+    vectorize: Callable | None = None,
+    objective: str = "objective",
+) -> ParticleTerms:
+    """Trace ``num_particles`` guide/model pairs and return :class:`ParticleTerms`.
+
+    Keys are split like NumPyro's ``RenyiELBO`` (``plate_key, key = split(rng_key)``; particle keys
+    ``split(key, S)``; per particle ``model_seed, guide_seed = split(particle_key)``), so the same
+    ``rng_key`` gives the same draws as ``RenyiELBO`` and as ``Trace_ELBO`` called with ``key``.
+    Subsample indices come from ``plate_key`` and are shared by all particles.
+
+    ``detach=True`` detaches every latent value (:class:`detach_samples`); otherwise only the
+    non-reparameterised ones. ``dreg=True`` also returns ``log_q_stopped`` (guide replayed with
+    stop-gradient parameters at the reparameterised samples) and ``log_p_model`` (model at the
+    detached samples, only if the model has parameters).
+    """
+    plate_key, rng_key = random.split(rng_key)
+    hide = ["sample", "prng_key", "control_flow"]
+    model = seed(model, plate_key, hide_types=hide)
+    guide = seed(guide, plate_key, hide_types=hide)
+    info: dict[str, Any] = {}
+
+    def single(key: jax.Array) -> dict:
+        params = jax.tree.map(lambda x: x, param_map)  # fresh containers for mutable dicts
+        model_seed, guide_seed = random.split(key)
+        seeded_guide = seed(guide, guide_seed)
+        with ExitStack() as stack:
+            stack.enter_context(detach_samples(only_nonreparam=not detach))
+            guide_trace = trace(substitute(seeded_guide, data=params)).get_trace(*args, **kwargs)
+        params.update(_mutable(guide_trace))
+        seeded_model = seed(model, model_seed)
+        model_trace = trace(substitute(replay(seeded_model, guide_trace), data=params)).get_trace(
+            *args, **kwargs
+        )
+        _validate(model_trace, guide_trace, objective)
+        indep_dims, scale = _common_plates(model_trace, guide_trace, objective)
+        info["scale"] = scale
+
+        def nonreparam(s: dict) -> bool:
+            return not s["is_observed"] and not s["fn"].has_rsample
+
+        out = {
+            "log_p": _total(model_trace, indep_dims) / scale,
+            "log_q": _total(guide_trace, indep_dims) / scale,
+        }
+        sites = [s for s in guide_trace.values() if s["type"] == "sample"]
+        info["score_sites"] = tuple(s["name"] for s in sites if nonreparam(s))
+        if info["score_sites"] and not detach:
+            out["log_q_score"] = _total(guide_trace, indep_dims, nonreparam) / scale
+        if dreg:
+            out.update(
+                _dreg_terms(seeded_guide, seeded_model, guide_trace, params, args, kwargs,
+                            indep_dims, scale, info)
+            )
+        mutable = {**_mutable(guide_trace), **_mutable(model_trace)}
+        out["mutable"] = mutable or None
+        return out
+
+    vmap_fn = vectorize if vectorize is not None else (lambda f, keys: jax.vmap(f)(keys))
+    out = vmap_fn(single, random.split(rng_key, num_particles))
+    return ParticleTerms(
+        log_p=out["log_p"],
+        log_q=out["log_q"],
+        log_q_score=out.get("log_q_score"),
+        scale=info["scale"],
+        mutable_state=out["mutable"],
+        log_q_stopped=out.get("log_q_stopped"),
+        log_p_model=out.get("log_p_model"),
+        score_sites=info["score_sites"],
+    )
+
+
+def _dreg_terms(seeded_guide, seeded_model, guide_trace, params, args, kwargs, indep_dims, scale,
+                info) -> dict:
+    stopped = jax.lax.stop_gradient(params)
+    replayed = trace(substitute(replay(seeded_guide, guide_trace), data=stopped)).get_trace(
+        *args, **kwargs
+    )
+    out = {"log_q_stopped": _total(replayed, indep_dims) / scale}
+    detached = {
+        name: {**site, "value": jax.lax.stop_gradient(site["value"])}
+        if site["type"] == "sample"
+        else site
+        for name, site in guide_trace.items()
+    }
+    model_sg = trace(substitute(replay(seeded_model, detached), data=params)).get_trace(
+        *args, **kwargs
+    )
+    info["model_has_params"] = any(s["type"] == "param" for s in model_sg.values())
+    if info["model_has_params"]:
+        out["log_p_model"] = _total(model_sg, indep_dims) / scale
+    return out
+
+
+def reduce_mutable_state(state: dict | None) -> dict | None:
+    """Collapse per-particle mutable state (leading axis S) to one value: the mean over particles
+    for floating-point leaves (e.g. batch-norm running statistics), the first particle's value
+    otherwise."""
+    if state is None:
+        return None
+
+    def reduce(x):
+        x = jnp.asarray(x)
+        return jnp.mean(x, axis=0) if jnp.issubdtype(x.dtype, jnp.inexact) else x[0]
+
+    return jax.tree.map(reduce, state)
