@@ -10,7 +10,8 @@ from tests.closed_form import LinearGaussian
 
 
 def linear_gaussian_model(lg: LinearGaussian, site: str = "z"):
-    """``z ~ MVN(m0, P0)`` (one vector site), ``y ~ N(X z, sigma)`` in a plate ``data``."""
+    """``z ~ MVN(m0, P0)`` (one vector site), ``y ~ N(X z, sigma)`` in a plate ``data``
+    (written ``(X * z).sum(-1)`` so vectorised particles of shape ``(S, 1, d)`` broadcast)."""
     m0 = torch.as_tensor(lg.m0)
     P0 = torch.as_tensor(lg.P0)
     X = torch.as_tensor(lg.X)
@@ -19,6 +20,6 @@ def linear_gaussian_model(lg: LinearGaussian, site: str = "z"):
     def model():
         z = pyro.sample(site, dist.MultivariateNormal(m0, P0))
         with pyro.plate("data", len(y)):
-            pyro.sample("y", dist.Normal(X @ z, lg.sigma), obs=y)
+            pyro.sample("y", dist.Normal((X * z).sum(-1), lg.sigma), obs=y)
 
     return model
