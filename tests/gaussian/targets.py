@@ -1,4 +1,4 @@
-"""The paper's Gaussian target (Diao et al. 2023, §Experiments) as a deterministic/stochastic oracle."""
+"""The paper's Gaussian target (Diao et al. 2023, §Experiments) as an exact/stochastic oracle."""
 
 from __future__ import annotations
 

@@ -51,8 +51,8 @@ def test_bwgd_fails_at_eta_1_1_while_fbgvi_stays_pd_and_converges():
     # BWGD: loses PD (inf), or its covariance collapses towards singular (the target's smallest
     # variance is 1; measured min eigenvalue 5.6e-7) and it does not converge (measured KL 0.35)
     assert kl_bw == np.inf or (min_bw < 1e-3 and kl_bw > 0.1), (kl_bw, min_bw)
-    # FBGVI: eigenvalues ≥ η throughout; with η above the smallest target variance (1) its fixed point
-    # is biased by O((η−1)²) in that direction only: KL = 0.0108 here
+    # FBGVI: eigenvalues ≥ η throughout; with η above the smallest target variance (1) its fixed
+    # point is biased by O((η−1)²) in that direction only: KL = 0.0108 here
     assert min_fb >= 1.1 * (1 - 1e-12)
     assert kl_fb < 0.02
     # both converge at η = 1.0

@@ -2,8 +2,8 @@
 
 Forward-backward Gaussian VI (Diao, Balasubramanian, Chewi, Salim, ICML 2023) and the BWGD baseline,
 Stein (Hessian-free) and autodiff-average Hessian estimators, Gaussian KL / entropy closed forms and
-step-size schedules. Arrays in, arrays out (numpy, torch, jax); the adapters ``vidiv.pyro.FBGVI`` and
-``vidiv.numpyro.FBGVI`` draw the samples and differentiate the model's potential.
+step-size schedules. Arrays in, arrays out (numpy, torch, jax); the adapters ``vidiv.pyro.FBGVI``
+and ``vidiv.numpyro.FBGVI`` draw the samples and differentiate the model's potential.
 """
 
 from vidiv.gaussian.hessian import mean_gradient, mean_hessian, stein_hessian

@@ -1,13 +1,14 @@
 """Expected gradient / Hessian estimators for a Gaussian q = N(m, Σ).
 
 Forward steps need ḡ ≈ E_q ∇V and H̄ ≈ E_q ∇²V. With autodiff Hessians the estimator is the plain
-average over samples. Without second derivatives, Stein's lemma (Gaussian integration by parts) gives
+average over samples. Without second derivatives, Stein's lemma (integration by parts)
+gives
 
     E_q[(X − m) ∇V(X)ᵀ] = Σ E_q[∇²V(X)],
 
 so ``Σ⁻¹ (X − m) ∇V(X)ᵀ`` is an unbiased estimator of E_q ∇²V. With X = m + L u (Σ = L Lᵀ) this is
-``L⁻ᵀ u ∇V(X)ᵀ``; note that ``u ∇V(X)ᵀ`` alone estimates ``Lᵀ E ∇²V``, not the Hessian. The estimator is
-symmetrised, which keeps it unbiased because E ∇²V is symmetric.
+``L⁻ᵀ u ∇V(X)ᵀ``; note that ``u ∇V(X)ᵀ`` alone estimates ``Lᵀ E ∇²V``, not the Hessian.
+The estimator is symmetrised, which keeps it unbiased because E ∇²V is symmetric.
 
 Example::
 

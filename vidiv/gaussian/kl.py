@@ -1,8 +1,10 @@
 """Closed forms for Gaussians: KL divergence, entropy and the free energy FBGVI minimises.
 
-KL(N(m₀, Σ₀) ‖ N(m₁, Σ₁)) = ½ [ tr(Σ₁⁻¹Σ₀) + (m₁ − m₀)ᵀ Σ₁⁻¹ (m₁ − m₀) − d + log det Σ₁ − log det Σ₀ ].
+KL(N(m₀, Σ₀) ‖ N(m₁, Σ₁)) = ½ [ tr(Σ₁⁻¹Σ₀) + (m₁ − m₀)ᵀ Σ₁⁻¹ (m₁ − m₀) − d
+                            + log det Σ₁ − log det Σ₀ ].
 
-The free energy F(q) = E_q V − H(q) equals KL(q‖π) − log Z for π = exp(−V)/Z, i.e. the negative ELBO.
+The free energy F(q) = E_q V − H(q) equals KL(q‖π) − log Z for π = exp(−V)/Z, i.e. the
+negative ELBO.
 
 Example::
 
@@ -31,7 +33,7 @@ def logdet_spd(cov: Array) -> Array:
 
 
 def gaussian_kl(mean0: Array, cov0: Array, mean1: Array, cov1: Array) -> Array:
-    """KL(N(mean0, cov0) ‖ N(mean1, cov1)) in closed form (vectors ``(d,)``, matrices ``(d, d)``)."""
+    """KL(N(mean0, cov0) ‖ N(mean1, cov1)) in closed form (vectors ``(d,)``, matrices ``(d,d)``)."""
     xp = namespace(mean0, cov0, mean1, cov1)
     d = mean0.shape[-1]
     diff = mean1 - mean0

@@ -1,12 +1,12 @@
 """Step-size schedules and the default step size for FBGVI / BWGD.
 
-A schedule is a callable ``k ↦ factor`` (k = 0, 1, … the step index) multiplying a base step η₀, so that
+A schedule is a callable ``k ↦ factor`` (k = 0, 1, … the step index) multiplying a base step η₀:
 η_k = η₀ · factor(k). It uses arithmetic only, so it is traceable under ``jax.jit``.
 
 * ``"constant"``: factor 1. Deterministic oracles converge linearly at η₀ ≤ 1/λ_max(∇²V); with noisy
   gradients the iterate hovers at an error floor of order η₀ d.
-* ``Decay(tau, power)``: factor (1 + k/τ)^(−power). With power = 1 the stochastic error decays like 1/k
-  (Robbins–Monro) once η₀·τ·α ≳ 1 for α-strongly log-concave targets.
+* ``Decay(tau, power)``: factor (1 + k/τ)^(−power). With power = 1 the stochastic error
+  decays like 1/k (Robbins–Monro) once η₀·τ·α ≳ 1 for α-strongly log-concave targets.
 
 The default η₀ is ``fraction / λ_max(H)`` for a Hessian (estimate) H at the initial mean: for a
 β-smooth target η ≤ 1/β is the regime of the paper's convergence guarantees.
@@ -51,7 +51,9 @@ class Decay:
 
     def __post_init__(self):
         if not (np.isfinite(self.tau) and self.tau > 0):
-            raise InvalidArgumentError(f"Decay(tau=...) must be a positive number, got {self.tau!r}.")
+            raise InvalidArgumentError(
+                f"Decay(tau=...) must be a positive number, got {self.tau!r}."
+            )
         if not (np.isfinite(self.power) and self.power > 0):
             raise InvalidArgumentError(
                 f"Decay(power=...) must be a positive number, got {self.power!r}; use power=1."
@@ -83,7 +85,8 @@ def check_step_size(step_size: Any, name: str = "step_size") -> float | None:
         value = float(step_size)
     except (TypeError, ValueError):
         raise InvalidArgumentError(
-            f"{name} must be a positive number or None (curvature-based default), got {step_size!r}."
+            f"{name} must be a positive number or None (curvature-based default), "
+            f"got {step_size!r}."
         ) from None
     if not (np.isfinite(value) and value > 0):
         raise InvalidArgumentError(

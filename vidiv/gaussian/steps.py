@@ -1,7 +1,7 @@
 """Forward, backward and Bures–Wasserstein gradient steps on Gaussians N(m, Σ).
 
-Target π ∝ exp(−V); the variational objective is KL(q‖π) = E_q V − H(q) + const. Diao, Balasubramanian,
-Chewi and Salim (ICML 2023) split one Bures–Wasserstein step into
+Target π ∝ exp(−V); the variational objective is KL(q‖π) = E_q V − H(q) + const.
+Diao, Balasubramanian, Chewi and Salim (ICML 2023) split one Bures–Wasserstein step into
 
 * forward (explicit gradient step on the potential energy E_q V):
   ``m ← m − η ḡ``,  ``Σ½ = M Σ Mᵀ`` with ``M = I − η H̄``, where ḡ ≈ E_q ∇V, H̄ ≈ E_q ∇²V;
@@ -9,14 +9,16 @@ Chewi and Salim (ICML 2023) split one Bures–Wasserstein step into
   ``Σ ← ½ (Σ½ + 2ηI + [Σ½ (Σ½ + 4ηI)]^{1/2})``.
 
 Σ½ and Σ½(Σ½ + 4ηI) share eigenvectors, so the backward step needs one symmetric eigendecomposition
-``Σ½ = U diag(λ) Uᵀ`` and maps each eigenvalue to ``½(λ + 2η + sqrt(λ⁺(λ⁺ + 4η)))`` (λ⁺ = max(λ, 0)):
-every output eigenvalue is ≥ η, so the iterate stays positive definite for any PSD (even singular) Σ½.
+``Σ½ = U diag(λ) Uᵀ`` and maps each eigenvalue to ``½(λ + 2η + sqrt(λ⁺(λ⁺ + 4η)))`` with
+λ⁺ = max(λ, 0): every output eigenvalue is ≥ η, so the iterate stays positive definite for any PSD
+(even singular) Σ½.
 
 The baseline is Bures–Wasserstein gradient descent (Lambert et al., 2022):
-``m ← m − η ḡ``, ``M = I − η (H̄ − Σ⁻¹)``, ``Σ ← M Σ Mᵀ``, which loses positive definiteness when η is
-too large.
+``m ← m − η ḡ``, ``M = I − η (H̄ − Σ⁻¹)``, ``Σ ← M Σ Mᵀ``, which loses positive definiteness when
+η is too large.
 
-All functions take arrays of any backend (numpy, torch, jax, jax tracers) and draw no random numbers.
+All functions take arrays of any backend (numpy, torch, jax, jax tracers) and draw no
+random numbers.
 
 Example::
 
@@ -60,7 +62,8 @@ def _eye_like(a: Array) -> Array:
 
 
 def backward_eigenvalues(lam: Array, step_size: float | Array) -> Array:
-    """Eigenvalue map of the entropy JKO step: ``½(λ + 2η + sqrt(λ⁺(λ⁺ + 4η)))`` with λ⁺ = max(λ, 0).
+    """Eigenvalue map of the entropy JKO step: ``½(λ + 2η + sqrt(λ⁺(λ⁺ + 4η)))`` with λ⁺ = max(λ,
+    0).
 
     The result is ≥ η for every real λ (a slightly negative λ from round-off in a singular Σ½ is
     clipped), and equals λ + η + O(η²/λ) for λ ≫ η.
@@ -86,7 +89,8 @@ def forward_step(
 def backward_step(cov_half: Array, step_size: float | Array) -> Array:
     """Proximal (JKO) step of the negative entropy, in closed form.
 
-    ``Σ = ½(Σ½ + 2ηI + [Σ½(Σ½ + 4ηI)]^{1/2})`` through ONE ``eigh`` of ``Σ½`` (no complex ``sqrtm``).
+    ``Σ = ½(Σ½ + 2ηI + [Σ½(Σ½ + 4ηI)]^{1/2})`` through ONE ``eigh`` of ``Σ½`` (no complex
+    ``sqrtm``).
     ``cov_half`` must be symmetric PSD (singular allowed); the result has eigenvalues ≥ η.
     """
     xp = namespace(cov_half)
@@ -98,7 +102,8 @@ def backward_step(cov_half: Array, step_size: float | Array) -> Array:
 def fbgvi_step(
     mean: Array, cov: Array, grad: Array, hess: Array, step_size: float | Array
 ) -> tuple[Array, Array]:
-    """One forward-backward step: forward on E_q V, then the entropy JKO step. Returns ``(m, Σ)``."""
+    """One forward-backward step: forward on E_q V, then the entropy JKO step. Returns ``(m,
+    Σ)``."""
     m_new, cov_half = forward_step(mean, cov, grad, hess, step_size)
     return m_new, backward_step(cov_half, step_size)
 
