@@ -58,7 +58,7 @@ def bench_pyro(rounds: int, steps: int) -> dict[str, float]:
     def model(X, y):
         beta = pyro.sample("beta", dist.Normal(torch.zeros(D), 1.0).to_event(1))
         with pyro.plate("data", N):
-            pyro.sample("y", dist.Bernoulli(logits=X @ beta), obs=y)
+            pyro.sample("y", dist.Bernoulli(logits=(X * beta).sum(-1)), obs=y)
 
     losses = {
         "host Trace_ELBO": Trace_ELBO(
@@ -104,7 +104,7 @@ def bench_numpyro(rounds: int, steps: int) -> dict[str, float]:
     def model(X, y):
         beta = numpyro.sample("beta", dist.Normal(jnp.zeros(D), 1.0).to_event(1))
         with numpyro.plate("data", N):
-            numpyro.sample("y", dist.Bernoulli(logits=X @ beta), obs=y)
+            numpyro.sample("y", dist.Bernoulli(logits=(X * beta).sum(-1)), obs=y)
 
     losses = {
         "host Trace_ELBO": Trace_ELBO(num_particles=K),
