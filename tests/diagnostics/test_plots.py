@@ -1,4 +1,4 @@
-"""plot writes non-empty PNGs (skipped without the plots extra); the import error says what to do."""
+"""plot writes non-empty PNGs (skipped without the plots extra); a missing extra says what to do."""
 
 from __future__ import annotations
 
