@@ -1,0 +1,121 @@
+"""Trajectory filter, benchmark targets (normalisation) and bad input of the path core."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from vidiv.errors import InvalidArgumentError, NonFiniteError, VidivError
+from vidiv.paths import (
+    check_estimator,
+    check_num_steps,
+    estimator_scope,
+    kept_mask,
+    make_sde,
+    path_log_variance,
+    resolve_estimator,
+    targets,
+)
+
+
+def test_path_log_variance_drops_nonfinite_and_huge():
+    log_q = np.array([0.3, np.nan, 1.2, np.inf, 2e8, -0.4, -np.inf])
+    log_p = np.zeros(7)
+    out = path_log_variance(log_p, log_q)
+    kept = np.array([0.3, 1.2, -0.4])
+    assert float(out.loss) == pytest.approx(kept.var(ddof=1), abs=1e-14)
+    assert int(out.num_dropped) == 4 and int(out.num_kept) == 3
+    np.testing.assert_array_equal(kept_mask(log_p, log_q),
+                                  [True, False, True, False, False, True, False])
+
+
+def test_path_log_variance_all_nonfinite_raises():
+    with pytest.raises(NonFiniteError, match="all 3 trajectories are non-finite"):
+        path_log_variance(np.zeros(3), np.array([np.nan, np.inf, 1e9]))
+
+
+def test_path_log_variance_matches_plain_variance_and_jits():
+    import jax
+    import jax.numpy as jnp
+
+    rng = np.random.default_rng(1)
+    lp, lq = rng.standard_normal(16), rng.standard_normal(16)
+    ref = np.var(lq - lp, ddof=1)
+    assert float(path_log_variance(lp, lq).loss) == pytest.approx(ref, rel=1e-12)
+    jitted = jax.jit(lambda a, b: path_log_variance(a, b).loss)
+    lp = jnp.asarray(lp)
+    assert float(jitted(lp, jnp.asarray(lq))) == pytest.approx(ref, rel=1e-12)
+    # gradient wrt log_q is 2 (f - mean)/(S-1) on kept entries and exactly 0 on dropped ones
+    lq2 = lq.copy()
+    lq2[3] = np.nan
+    g = jax.grad(lambda b: path_log_variance(lp, b).loss)(jnp.asarray(lq2))
+    keep = np.arange(16) != 3
+    f = (lq2 - np.asarray(lp))[keep]
+    np.testing.assert_allclose(np.asarray(g)[keep], 2 * (f - f.mean()) / (f.size - 1), atol=1e-12)
+    assert float(g[3]) == 0.0
+
+
+def _integrate_2d(logp, lim, n=801):
+    g = np.linspace(-lim, lim, n)
+    xx, yy = np.meshgrid(g, g, indexing="ij")
+    vals = np.exp(logp(np.stack([xx, yy], -1)))
+    return np.trapezoid(np.trapezoid(vals, g, axis=1), g)
+
+
+def test_targets_are_normalised():
+    assert _integrate_2d(targets.gmm_grid_log_prob, 9.0) == pytest.approx(1.0, abs=1e-8)
+    g = np.linspace(-8, 8, 20001)[:, None]
+    assert np.trapezoid(np.exp(targets.bimodal_1d_log_prob(g)), g[:, 0]) == pytest.approx(1.0)
+    # the funnel in 2-D: x0 ~ N(0, 3^2), x1 | x0 ~ N(0, exp(x0/2)^2)
+    x0 = np.linspace(-20, 20, 4001)
+    inner = np.array([
+        np.trapezoid(np.exp(targets.funnel_log_prob(
+            np.stack([np.full(4001, a), np.linspace(-60, 60, 4001) * math.exp(a / 2) / 10], -1)
+        )), np.linspace(-60, 60, 4001) * math.exp(a / 2) / 10) for a in x0[::40]
+    ])
+    assert np.trapezoid(inner, x0[::40]) == pytest.approx(1.0, abs=1e-4)
+    # many-well: product structure, log Z = d * log z1
+    lz1 = targets.double_well_log_z(4.0)
+    xs = np.linspace(-6, 6, 200001)
+    z1 = np.trapezoid(np.exp(-((xs**2 - 4) ** 2)), xs)
+    assert lz1 == pytest.approx(math.log(z1), abs=1e-10)
+    pts = np.array([[2.0, -2.0, 2.0, 2.0, -2.0]])
+    assert float(targets.many_well_log_prob(pts)[0]) == 0.0
+    assert int(targets.many_well_mode(pts)[0]) == 1 + 4 + 8
+
+
+def test_gmm_mode_helper():
+    idx, near = targets.gmm_grid_mode(np.array([[5.1, -4.9], [2.5, 2.5], [0.0, 0.0]]))
+    assert idx.tolist()[0] == 6 and idx.tolist()[2] == 4
+    assert near.tolist() == [True, False, True]
+
+
+def test_bad_input_messages():
+    with pytest.raises(InvalidArgumentError, match="unknown sde 'ou'"):
+        make_sde("ou")
+    with pytest.raises(InvalidArgumentError, match=r"num_steps must be >= 1 .* got 0"):
+        check_num_steps(0)
+    with pytest.raises(InvalidArgumentError, match="num_steps must be an integer"):
+        check_num_steps(2.5)
+    with pytest.raises(InvalidArgumentError, match="sigma must be a finite positive number"):
+        make_sde("pis", sigma=-1.0)
+    with pytest.raises(InvalidArgumentError, match="bad sde_kwargs"):
+        make_sde("vp", sigma=1.0)
+    with pytest.raises(VidivError, match="estimator must be 'auto', 'lv'"):
+        check_estimator("rkl")
+    with pytest.raises(InvalidArgumentError, match="needs 'lv' or 'kl'"):
+        with estimator_scope("auto"):
+            pass
+
+
+def test_estimator_scope_nests_and_resets():
+    assert resolve_estimator("auto") == "kl"
+    with estimator_scope("lv"):
+        assert resolve_estimator("auto") == "lv"
+        assert resolve_estimator("kl") == "kl"
+        with estimator_scope("kl"):
+            assert resolve_estimator("auto") == "kl"
+        assert resolve_estimator("auto") == "lv"
+    assert resolve_estimator("auto") == "kl"
