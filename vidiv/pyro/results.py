@@ -74,10 +74,12 @@ def _max_plate_nesting(*traces) -> int:
 
 def _site_dims(site, shape: tuple[int, ...], name: str, batch_ndim: int) -> list[str]:
     names = []
-    by_dim = {f.dim: f.name for f in site["cond_indep_stack"] if f.vectorized}
+    frames = {f.dim: f for f in site["cond_indep_stack"] if f.vectorized}
+    if _is_deterministic(site):  # pyro.deterministic puts every axis in the event shape
+        batch_ndim = len(shape)
     for i in range(len(shape)):
-        neg = i - batch_ndim
-        names.append(by_dim.get(neg, f"{name}_dim_{i}") if neg < 0 else f"{name}_dim_{i}")
+        f = frames.get(i - batch_ndim) if i < batch_ndim else None
+        names.append(f.name if f is not None and f.size == shape[i] else f"{name}_dim_{i}")
     return names
 
 
