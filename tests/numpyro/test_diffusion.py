@@ -49,7 +49,7 @@ def test_untrained_guide_is_the_reference_and_weights_are_exact():
     elbo = Trace_ELBO(num_particles=16)
     loss = jax.jit(lambda p: elbo.loss(jax.random.PRNGKey(0), p, lognormal_model, guide))(params)
     assert abs(float(loss)) < 1e-12
-    # VP reference: the Euler chain's end variance v_N != 1, and log w = log N(x;0,1) - log N(x;0,v_N)
+    # VP: the Euler chain's end variance v_N != 1; log w = log N(x; 0, 1) - log N(x; 0, v_N)
     vp = DiffusionGuide(lognormal_model, num_steps=8, hidden=(8,), sde="vp")
     samples, log_w = vp.sample_with_log_weights(jax.random.PRNGKey(3), _params(vp), 256)
     x = np.log(np.asarray(samples["s"]))
@@ -171,7 +171,8 @@ def test_gmm9_logvariance_covers_all_modes_and_beats_path_kl():
     lv = DiffusionGuide(gmm_model, estimator="lv", **kw)
     res = _train(gmm_model, lv, LogVariance(num_particles=256), 1500, 5e-3)
     frac, near, lz = _gmm_report(lv, res.params)
-    print(f"LV: near={near:.3f} frac={np.round(frac, 3)} log Z={lz['log_z']:.4f} ess={lz['ess']:.0f}")
+    print(f"LV: near={near:.3f} frac={np.round(frac, 3)} log Z={lz['log_z']:.4f} "
+          f"ess={lz['ess']:.0f}")
     assert np.all((frac >= 0.07) & (frac <= 0.15)), frac
     assert near >= 0.90
     assert abs(lz["log_z"]) < 0.05
