@@ -27,14 +27,19 @@ def linear_gaussian(lg: LinearGaussian, site: str = "z"):
     return model
 
 
-def local_mixture(x: torch.Tensor, subsample_size: int | None = None, mu: float = 2.0):
+def local_mixture(
+    x: torch.Tensor,
+    subsample_size: int | None = None,
+    mu: float = 2.0,
+    subsample: torch.Tensor | None = None,
+):
     """Local latents in a common (optionally subsampled) plate:
     ``z_n ~ N(0, 1)``, ``x_n ~ 0.5 N(z_n + mu, 1) + 0.5 N(z_n - mu, 1)``, and a per-datum guide
     ``q(z_n) = N(a x_n + b, s)`` (amortised-style, parameters a, b, s)."""
     comps = torch.tensor([mu, -mu])
 
     def model():
-        with pyro.plate("data", len(x), subsample_size=subsample_size) as idx:
+        with pyro.plate("data", len(x), subsample_size, subsample=subsample) as idx:
             z = pyro.sample("z", dist.Normal(0.0, 1.0))
             mix = dist.Categorical(torch.tensor([0.5, 0.5]))
             comp = dist.Normal(z.unsqueeze(-1) + comps, 1.0)
@@ -44,10 +49,21 @@ def local_mixture(x: torch.Tensor, subsample_size: int | None = None, mu: float 
         a = pyro.param("a", torch.tensor(0.3))
         b = pyro.param("b", torch.tensor(0.1))
         s = pyro.param("s", torch.tensor(0.8), constraint=dist.constraints.positive)
-        with pyro.plate("data", len(x), subsample_size=subsample_size) as idx:
+        with pyro.plate("data", len(x), subsample_size, subsample=subsample) as idx:
             pyro.sample("z", dist.Normal(a * x[idx] + b, s))
 
     return model, guide
+
+
+def replicated(fn, reps: int, dim: int = -2):
+    """Run ``fn`` inside an outer plate ``rep`` of size ``reps``: ``reps`` independent copies of
+    the problem in one vectorised call (the plate is common to all sites, so per-copy bounds)."""
+
+    def wrapped(*args, **kwargs):
+        with pyro.plate("rep", reps, dim=dim):
+            return fn(*args, **kwargs)
+
+    return wrapped
 
 
 def bernoulli_model(x: float = 0.4, prior: float = 0.3):

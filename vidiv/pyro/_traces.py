@@ -199,7 +199,11 @@ def _log_densities(sites, keep, shape, common_scale, limit, want_score=False):
     total = 0.0
     score = None
     for s in sites:
-        lp = s["fn"].log_prob(s["value"], *s["args"], **s["kwargs"])
+        try:
+            lp = s["fn"].log_prob(s["value"], *s["args"], **s["kwargs"])
+        except ValueError as err:  # distribution validation rejects NaN data first
+            _check_data([s])
+            raise err
         rel = s["scale"] / common_scale if common_scale != 1.0 else s["scale"]
         lp = scale_and_mask(lp, rel, s["mask"])
         lp = _reduce(lp, keep, shape, s["name"], limit)
@@ -209,13 +213,8 @@ def _log_densities(sites, keep, shape, common_scale, limit, want_score=False):
     return total, score
 
 
-def _check_finite(log_w, model_sites, objective: str) -> None:
-    bad = torch.isnan(log_w).any() | torch.isposinf(log_w).any()
-    if log_w.dim():
-        bad = bad | torch.isneginf(log_w).all(0).any()
-    if not bool(bad):
-        return
-    for s in model_sites:
+def _check_data(sites) -> None:
+    for s in sites:
         v = s["value"]
         if s["is_observed"] and isinstance(v, torch.Tensor) and v.is_floating_point():
             if bool(torch.isnan(v).any()):
@@ -224,6 +223,15 @@ def _check_finite(log_w, model_sites, objective: str) -> None:
                     f"observed data at site {s['name']!r} contain {n} NaN value(s). Remove or "
                     "impute them, or mask them out with poutine.mask / obs_mask."
                 )
+
+
+def _check_finite(log_w, model_sites, objective: str) -> None:
+    bad = torch.isnan(log_w).any() | torch.isposinf(log_w).any()
+    if log_w.dim():
+        bad = bad | torch.isneginf(log_w).all(0).any()
+    if not bool(bad):
+        return
+    _check_data(model_sites)
     check_log_weights(log_w, name=f"{objective} log weights log p(x, z) - log q(z)")
 
 
