@@ -44,14 +44,25 @@ def mean_hessian(hessians: Array) -> Array:
     return symmetrize(xp.mean(hessians, axis=0))
 
 
-def stein_hessian(samples: Array, grads: Array, mean: Array, cov: Array) -> Array:
+def stein_hessian(
+    samples: Array, grads: Array, mean: Array, cov: Array, center: bool = True
+) -> Array:
     """First-order (Hessian-free) estimate of E_q ∇²V: ``sym( (1/S) Σ_s Σ⁻¹(x_s − m) ∇V(x_s)ᵀ )``.
 
     ``samples``, ``grads``: ``(S, d)`` (samples drawn from N(mean, cov), gradients of V there);
     ``mean``: ``(d,)``; ``cov``: ``(d, d)``. Unbiased for E_q ∇²V; its variance grows with d and
     shrinks as 1/S.
+
+    ``center=True`` (used when S ≥ 2) subtracts the sample mean gradient ḡ as a control variate,
+    ``sym( Σ_s Σ⁻¹(x_s − m)(∇V(x_s) − ḡ)ᵀ / (S − 1) )``, which stays unbiased (for s ≠ t the cross
+    terms have mean zero, leaving a factor (S − 1)/S that the divisor undoes) and removes the noise
+    of the term Σ⁻¹(x − m)E[∇V]ᵀ, large far from the mode.
     """
     xp = namespace(samples, grads, mean, cov)
+    n = samples.shape[0]
     centred = samples - mean[None, :]  # (S, d)
     white = xp.linalg.solve(cov, xp.matrix_transpose(centred))  # (d, S) = Σ⁻¹ (x_s − m)
-    return symmetrize(xp.matmul(white, grads) / samples.shape[0])
+    if center and n >= 2:
+        g = grads - xp.mean(grads, axis=0, keepdims=True)
+        return symmetrize(xp.matmul(white, g) / (n - 1))
+    return symmetrize(xp.matmul(white, grads) / n)

@@ -1,0 +1,101 @@
+"""Pyro side of FBGVI: structure checks and the flat unconstrained potential.
+
+The flat latent vector uses the order of ``pyro.infer.autoguide.AutoMultivariateNormal``
+(``guide._unconstrained_shapes``: sites in trace order, each flattened), so the guide's ``loc``,
+``scale`` and ``scale_tril`` can be written straight from (m, chol Σ).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pyro
+import torch
+from pyro.infer.mcmc.util import initialize_model
+
+from vidiv.errors import ModelStructureError
+
+__all__ = ["check_structure", "FlatPotential"]
+
+_LIMITATION = (
+    "FBGVI fits a Gaussian over ALL latent sites mapped to unconstrained space and needs the "
+    "gradient (and Hessian) of the full-data potential V = -log p(x, z)"
+)
+
+
+def check_structure(model: Callable, args: tuple, kwargs: dict) -> None:
+    """Raise ModelStructureError for discrete latents, subsampled plates or no latent site."""
+    with pyro.poutine.block():
+        tr = pyro.poutine.trace(model).get_trace(*args, **kwargs)
+    latent = []
+    for name, site in tr.nodes.items():
+        if site["type"] != "sample":
+            continue
+        for frame in site["cond_indep_stack"]:
+            if frame.full_size is not None and frame.size != frame.full_size:
+                raise ModelStructureError(
+                    f"plate {frame.name!r} is subsampled (subsample_size={frame.size} of "
+                    f"size={frame.full_size}). {_LIMITATION}, so it cannot use minibatches: "
+                    "remove subsample_size."
+                )
+        if site["is_observed"] or type(site["fn"]).__name__ == "_Subsample":
+            continue
+        if site["fn"].has_enumerate_support or site["infer"].get("enumerate"):
+            raise ModelStructureError(
+                f"latent site {name!r} is discrete ({type(site['fn']).__name__}). "
+                f"{_LIMITATION}; marginalise it out in the model (e.g. a mixture distribution) "
+                "or use vidiv.pyro.LogVariance / AlphaDivergence with a guide for it."
+            )
+        latent.append(name)
+    if not latent:
+        raise ModelStructureError(
+            "the model has no latent sample site (every site is observed); there is nothing for "
+            "FBGVI to fit."
+        )
+
+
+class FlatPotential:
+    """V(u) = −log p(x, T(u)) − log|J_T(u)| on the flat unconstrained vector u."""
+
+    def __init__(self, model: Callable, args: tuple, kwargs: dict, shapes: dict):
+        with pyro.poutine.block():
+            _, potential_fn, transforms, _ = initialize_model(
+                model, model_args=args, model_kwargs=kwargs
+            )
+        self._potential_fn = potential_fn
+        self.transforms = transforms
+        missing = [k for k in shapes if k not in transforms]
+        if missing or len(shapes) != len(transforms):
+            raise ModelStructureError(
+                f"the guide's latent sites {list(shapes)} do not match the model's sites "
+                f"{list(transforms)}; check the model structure is fixed."
+            )
+        self.order = list(shapes)
+        self.shapes = {k: torch.Size(shapes[k]) for k in self.order}
+        self.sizes = [int(self.shapes[k].numel()) for k in self.order]
+        self.dim = int(sum(self.sizes))
+
+    def unflatten(self, u: torch.Tensor) -> dict:
+        out, start = {}, 0
+        for k, n in zip(self.order, self.sizes, strict=True):
+            out[k] = u[start : start + n].reshape(self.shapes[k])
+            start += n
+        return out
+
+    def __call__(self, u: torch.Tensor) -> torch.Tensor:
+        with pyro.poutine.block():
+            return self._potential_fn(self.unflatten(u))
+
+    def value_grad_hessian(self, x: torch.Tensor, hessian: bool):
+        """V(x), ∇V(x) and (if ``hessian``) ∇²V(x) by reverse-over-reverse autodiff (d passes)."""
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            v = self(x)
+            (g,) = torch.autograd.grad(v, x, create_graph=hessian)
+            if not hessian:
+                return v.detach(), g.detach(), None
+            rows = [
+                torch.autograd.grad(g[i], x, retain_graph=i < self.dim - 1)[0]
+                for i in range(self.dim)
+            ]
+        return v.detach(), g.detach(), torch.stack(rows)

@@ -1,0 +1,164 @@
+"""Forward-backward Gaussian VI (Diao et al., ICML 2023) as a Pyro driver.
+
+Keeps q = N(m, Σ) over all latent sites of the model in unconstrained space (the potential of
+``pyro.infer.mcmc.util.initialize_model``). Each ``step`` draws X_s = m + L ε_s, evaluates ∇V (and
+∇²V for ``hessian="exact"``; the Stein estimate otherwise), applies ``vidiv.gaussian.fbgvi_step``
+(or ``bwgd_step``) and writes (m, chol Σ) into ``self.guide``, a real
+``pyro.infer.autoguide.AutoMultivariateNormal(model)``, so ``Predictive``, ``guide.median()``,
+``guide.quantiles()`` and ``vidiv.pyro.to_datatree`` work unchanged.
+
+Example::
+
+    fb = vidiv.pyro.FBGVI(model, schedule=vidiv.gaussian.Decay(200))
+    for _ in range(2000):
+        loss = fb.step(x, y)          # free energy (negative ELBO) before the step
+    Predictive(model, guide=fb.guide, num_samples=500)(x, None)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pyro
+import torch
+from pyro.infer.autoguide import AutoMultivariateNormal
+from torch.distributions import transform_to
+
+from vidiv.errors import InvalidArgumentError, NonFiniteError, check_num_particles
+from vidiv.gaussian import (
+    bwgd_step,
+    check_step_size,
+    default_step_size,
+    fbgvi_step,
+    free_energy,
+    mean_gradient,
+    mean_hessian,
+    resolve_schedule,
+    stein_hessian,
+)
+from vidiv.pyro._fbgvi_model import FlatPotential, check_structure
+
+__all__ = ["FBGVI"]
+
+
+def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InvalidArgumentError(f"{name} must be one of {choices}, got {value!r}.")
+    return value
+
+
+class FBGVI:
+    """Stochastic forward-backward Gaussian VI in Bures–Wasserstein space for a Pyro model.
+
+    Same arguments as ``vidiv.numpyro.FBGVI``: ``step_size`` (None = 0.5 / λ_max(∇²V(m₀))),
+    ``num_samples``, ``hessian="exact"|"stein"``, ``variant="fbgvi"|"bwgd"``, ``schedule``
+    (None/"constant", "decay", or a callable k ↦ factor such as ``vidiv.gaussian.Decay``),
+    ``init_scale`` (Σ₀ = init_scale² I) and ``init_loc_fn`` (None: m₀ = 0 in unconstrained space;
+    otherwise a Pyro init strategy used through the guide). The model may not have discrete
+    latents or subsampled plates.
+
+    Attributes after the first step: ``mean`` (d,), ``cov`` (d, d), ``scale_tril``, ``num_steps``,
+    ``eta0``, ``guide``.
+    """
+
+    def __init__(
+        self,
+        model: Callable,
+        step_size: float | None = None,
+        num_samples: int = 1,
+        hessian: str = "exact",
+        variant: str = "fbgvi",
+        schedule: Any = None,
+        init_scale: float = 1.0,
+        init_loc_fn: Callable | None = None,
+    ):
+        self.model = model
+        self.step_size = check_step_size(step_size)
+        self.num_samples = check_num_particles(num_samples, name="num_samples")
+        self.hessian = _check_choice(hessian, "hessian", ("exact", "stein"))
+        self.variant = _check_choice(variant, "variant", ("fbgvi", "bwgd"))
+        self.schedule = resolve_schedule(schedule)
+        self.init_scale = check_step_size(init_scale, name="init_scale")
+        self.init_loc_fn = init_loc_fn
+        extra = {} if init_loc_fn is None else {"init_loc_fn": init_loc_fn}
+        self.guide = AutoMultivariateNormal(model, init_scale=self.init_scale, **extra)
+        self._flat: FlatPotential | None = None
+        self.eta0: float | None = self.step_size
+        self.mean = self.cov = self.scale_tril = None
+        self.num_steps = 0
+
+    def _setup(self, args: tuple, kwargs: dict) -> None:
+        check_structure(self.model, args, kwargs)
+        with pyro.poutine.block(), torch.no_grad():
+            self.guide(*args, **kwargs)  # builds the prototype trace and the guide's params
+        self._flat = FlatPotential(self.model, args, kwargs, dict(self.guide._unconstrained_shapes))
+        loc = self.guide.loc.detach()
+        m0 = loc.clone() if self.init_loc_fn is not None else torch.zeros_like(loc)
+        eye = torch.eye(self._flat.dim, dtype=loc.dtype, device=loc.device)
+        self.mean, self.cov, self.scale_tril = m0, self.init_scale**2 * eye, self.init_scale * eye
+        if self.step_size is None:
+            _, _, H0 = self._flat.value_grad_hessian(m0, hessian=True)
+            self.eta0 = default_step_size(H0)
+        self._write_guide()
+
+    def _write_guide(self) -> None:
+        """Copy (m, L) into the guide's parameters in place (shared with the param store).
+
+        Pyro's AutoMultivariateNormal uses L = diag(scale) · scale_tril with scale_tril unit lower
+        triangular, so scale = diag(L) and scale_tril = L with row i divided by L_ii.
+        """
+        L = self.scale_tril
+        scale = torch.diagonal(L)
+        values = {"loc": self.mean, "scale": scale, "scale_tril": L / scale[:, None]}
+        params = dict(self.guide.named_parameters())
+        with torch.no_grad():
+            for name, value in values.items():
+                if name in params:  # unconstrained (real) parameter stored as is
+                    params[name].copy_(value)
+                else:
+                    constraint = self.guide._pyro_params[name][0]
+                    params[name + "_unconstrained"].copy_(transform_to(constraint).inv(value))
+
+    def step(self, *args: Any, **kwargs: Any) -> float:
+        """One FBGVI step with fresh N(0, I) draws; returns the free energy before the step."""
+        if self._flat is None:
+            self._setup(args, kwargs)
+        noise = torch.randn(
+            self.num_samples, self._flat.dim, dtype=self.mean.dtype, device=self.mean.device
+        )
+        return self._step(noise, args, kwargs)
+
+    def step_with_noise(self, noise: Any, *args: Any, **kwargs: Any) -> float:
+        """As :meth:`step` with given standard normal draws (S, d): X_s = m + L noise_s."""
+        if self._flat is None:
+            self._setup(args, kwargs)
+        noise = torch.as_tensor(noise, dtype=self.mean.dtype, device=self.mean.device)
+        return self._step(noise.reshape(-1, self._flat.dim), args, kwargs)
+
+    def _step(self, noise: torch.Tensor, args: tuple, kwargs: dict) -> float:
+        m, cov, L = self.mean, self.cov, self.scale_tril
+        X = m + noise @ L.T
+        exact = self.hessian == "exact"
+        out = [self._flat.value_grad_hessian(x, hessian=exact) for x in X]
+        vals = torch.stack([o[0] for o in out])
+        grads = torch.stack([o[1] for o in out])
+        H = mean_hessian(torch.stack([o[2] for o in out])) if exact else None
+        if H is None:
+            H = stein_hessian(X, grads, m, cov)
+        eta = self.eta0 * float(self.schedule(self.num_steps))
+        update = fbgvi_step if self.variant == "fbgvi" else bwgd_step
+        m_new, cov_new = update(m, cov, mean_gradient(grads), H, eta)
+        L_new, info = torch.linalg.cholesky_ex(cov_new)
+        loss = free_energy(vals, cov)
+        finite = bool(torch.isfinite(m_new).all() & torch.isfinite(L_new).all()) and info == 0
+        if not finite:
+            raise NonFiniteError(
+                f"FBGVI ({self.variant}) went non-finite at step {self.num_steps} (NaN/inf "
+                "iterate or a covariance that is not positive definite); the last finite state "
+                "is kept. Use a smaller step_size, a decaying schedule, or variant='fbgvi'."
+            )
+        self.mean, self.cov, self.scale_tril = m_new, cov_new, L_new
+        self.num_steps += 1
+        self._write_guide()
+        return float(loss)
