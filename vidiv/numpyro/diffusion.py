@@ -63,6 +63,7 @@ from numpyro.infer.initialization import init_to_median
 from ..errors import InvalidArgumentError
 from ..paths import (
     check_estimator,
+    check_hidden,
     check_num_steps,
     control_value,
     em_step,
@@ -75,23 +76,7 @@ from ..paths import (
 from ..paths.filter import MAX_RND
 from ._diffusion_results import DiffusionResultsMixin
 
-__all__ = ["DiffusionGuide", "check_hidden"]
-
-
-def check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
-    """Validate the hidden layer widths of the drift network."""
-    try:
-        out = tuple(int(h) for h in hidden)
-    except TypeError:
-        raise InvalidArgumentError(
-            f"hidden must be a sequence of positive layer widths, got {hidden!r}; e.g. (64, 64)."
-        ) from None
-    if not out or any(h < 1 for h in out) or any(int(h) != h for h in hidden):
-        raise InvalidArgumentError(
-            f"hidden must be a non-empty sequence of positive integers, got {hidden!r}; "
-            "e.g. hidden=(64, 64)."
-        )
-    return out
+__all__ = ["DiffusionGuide"]
 
 
 def _init_layer(shape, last: bool, init_scale: float):

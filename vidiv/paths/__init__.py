@@ -8,7 +8,7 @@ diffusions", ICLR 2024; notation in ``vidiv.paths.rnd``.
 """
 
 from . import targets
-from .control import control_value, feature_dim, mlp_apply, mlp_shapes, time_features
+from .control import check_hidden, control_value, feature_dim, mlp_apply, mlp_shapes, time_features
 from .filter import MAX_RND, PathLoss, check_trajectories, kept_mask, path_log_variance
 from .modes import check_estimator, estimator_scope, resolve_estimator
 from .rnd import ito_term, log_rnd, path_log_q, running_cost
@@ -30,6 +30,7 @@ __all__ = [
     "path_log_q",
     "log_rnd",
     "time_features",
+    "check_hidden",
     "mlp_shapes",
     "mlp_apply",
     "control_value",

@@ -28,10 +28,34 @@ import math
 from collections.abc import Sequence
 
 from .._backend import Array, namespace
+from ..errors import InvalidArgumentError
 
-__all__ = ["time_features", "mlp_shapes", "mlp_apply", "control_value", "NUM_FREQ", "feature_dim"]
+__all__ = [
+    "check_hidden",
+    "time_features",
+    "mlp_shapes",
+    "mlp_apply",
+    "control_value",
+    "NUM_FREQ",
+    "feature_dim",
+]
 
 NUM_FREQ = 4
+
+
+def check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
+    """Validate the hidden layer widths of the drift network (a non-empty sequence of ints >= 1)."""
+    try:
+        out = tuple(int(h) for h in hidden)
+        ok = bool(out) and all(h >= 1 and h == h0 for h, h0 in zip(out, hidden, strict=True))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidArgumentError(
+            f"hidden must be a non-empty sequence of positive integers, got {hidden!r}; "
+            "e.g. hidden=(64, 64)."
+        )
+    return out
 
 
 def feature_dim(num_freq: int = NUM_FREQ) -> int:
