@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._backend import namespace, stop_gradient
+from .._backend import framework, namespace, stop_gradient
 
 Array = Any
 
@@ -55,10 +55,21 @@ def median_bandwidth(sq_dists: Array, axes: int = 2) -> Array:
     xp = namespace(sq_dists)
     m = sq_dists.shape[0] * sq_dists.shape[1]
     flat = xp.reshape(sq_dists, (m,) + tuple(sq_dists.shape[axes:]))
-    ordered = xp.sort(flat, axis=0)
-    h = ordered[m - m // 2, ...]
+    h = _order_statistic(flat, m - m // 2)
     h = xp.where(h > 0, h, xp.ones_like(h))
     return stop_gradient(h)
+
+
+def _order_statistic(flat: Array, k: int) -> Array:
+    """The ``k``-th smallest (0-based) along axis 0, by selection where the framework has it."""
+    fw = framework(flat)
+    if fw == "torch":
+        return flat.kthvalue(k + 1, dim=0).values
+    if fw == "numpy":
+        import numpy as np
+
+        return np.partition(flat, k, axis=0)[k, ...]
+    return namespace(flat).sort(flat, axis=0)[k, ...]
 
 
 def _check_kind(kind: str) -> None:

@@ -1,0 +1,212 @@
+"""vidiv.pyro.MirroredSVGD: the sparse Dirichlet, positive and mixed sites, shapes, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyro
+import pyro.distributions as dist
+import pytest
+import torch
+
+from tests.particles import sparse_dirichlet as sd
+from vidiv.errors import (
+    InvalidArgumentError,
+    ModelStructureError,
+    NonFiniteError,
+    UnsupportedSupportError,
+)
+from vidiv.particles import msvgd_direction, svgd_direction
+from vidiv.pyro import MirroredSVGD
+
+
+def _decaying(optimizer, lr, gamma, **kw):
+    return pyro.optim.ExponentialLR(
+        {"optimizer": optimizer, "optim_args": {"lr": lr, **kw}, "gamma": gamma}
+    )
+
+
+def _fit(svgd, optim, steps, *args):
+    for _ in range(steps):
+        svgd.step(*args)
+        optim.step()  # the learning-rate schedule
+    return svgd.get_samples()
+
+
+def dirichlet_model():
+    pyro.sample("w", dist.Dirichlet(torch.as_tensor(sd.ALPHA)))
+
+
+# (variant, optimiser, lr, decay, threshold): measured in issue 6's sweeps, see the README
+DIRICHLET_RUNS = {
+    "msvgd": (torch.optim.RMSprop, 0.3, 0.99, {"alpha": 0.9}, 0.98),
+    "svmd": (torch.optim.Adam, 0.5, 0.993, {}, 0.998),
+}
+
+
+@pytest.mark.parametrize("variant", ["msvgd", "svmd"])
+def test_sparse_dirichlet_beats_iid_draws(variant):
+    opt_cls, lr, decay, kw, threshold = DIRICHLET_RUNS[variant]
+    optim = _decaying(opt_cls, lr, decay, **kw)
+    svgd = MirroredSVGD(dirichlet_model, sd.NUM_PARTICLES, optim=optim, variant=variant,
+                        init={"w": sd.initial_particles(0)}, threshold=threshold)
+    w = _fit(svgd, optim, sd.NUM_STEPS)["w"].numpy()
+    assert w.shape == (50, 20)
+    assert np.all(w > 0) and np.allclose(w.sum(-1), 1.0)
+    assert np.abs(w.mean(0) - sd.MEAN).max() < 0.01
+    ed = sd.energy_to_reference(w)
+    assert ed <= sd.iid_median()  # ~9.6e-4 with these reference draws (issue: 1.05e-3)
+    if variant == "msvgd":  # measured 2.9e-4: beats Pyro SVGD's per-coordinate mode
+        assert ed <= sd.PYRO_SVGD_UNIVARIATE
+
+
+def test_direction_uses_constrained_gradients():
+    """φ from the adapter = the core direction with the analytic ∇ log p (Dirichlet / Normal)."""
+    lay_w = torch.as_tensor(sd.initial_particles(1))
+
+    svgd = MirroredSVGD(dirichlet_model, 50, init={"w": lay_w})
+    phi = svgd.direction()
+    vals = svgd.get_samples()
+    expect = msvgd_direction(svgd.layout, vals, {"w": (torch.as_tensor(sd.ALPHA) - 1) / vals["w"]})
+    torch.testing.assert_close(phi, expect, rtol=1e-12, atol=1e-12)
+
+    def normal_model():
+        pyro.sample("z", dist.Normal(torch.tensor([1.0, -2.0]), 0.5).to_event(1))
+
+    z0 = torch.randn(10, 2)
+    svgd = MirroredSVGD(normal_model, 10, init={"z": z0})
+    expect = svgd_direction(z0, -(z0 - torch.tensor([1.0, -2.0])) / 0.25)
+    torch.testing.assert_close(svgd.direction(), expect, rtol=1e-12, atol=1e-12)
+
+
+def test_gamma_site_has_the_right_mean_and_variance():
+    """x ~ Gamma(2, 1) (support nonnegative in torch): mean 2, variance 2 within 5%."""
+
+    def model():
+        pyro.sample("x", dist.Gamma(2.0, 1.0))
+
+    optim = _decaying(torch.optim.Adam, 0.1, 0.995)
+    svgd = MirroredSVGD(model, 200, optim=optim)
+    x = _fit(svgd, optim, 800)["x"].numpy()
+    assert x.shape == (200,) and np.all(x > 0)
+    assert x.mean() == pytest.approx(2.0, rel=0.05)
+    assert x.var() == pytest.approx(2.0, rel=0.05)
+
+
+def conjugate_model():
+    from tests.particles import conjugate as cj
+
+    w = pyro.sample("w", dist.Dirichlet(torch.as_tensor(cj.ALPHA)))
+    pyro.sample("counts", dist.Multinomial(int(cj.COUNTS.sum()), w),
+                obs=torch.as_tensor(cj.COUNTS))
+    mu = pyro.sample("mu", dist.Normal(0.0, 2.0))
+    with pyro.plate("y_plate", len(cj.Y)):
+        pyro.sample("y", dist.Normal(mu, 1.0), obs=torch.as_tensor(cj.Y))
+    tau = pyro.sample("tau", dist.Gamma(3.0, 2.0))
+    with pyro.plate("z_plate", len(cj.Z)):
+        pyro.sample("z", dist.Normal(0.0, tau.rsqrt()), obs=torch.as_tensor(cj.Z))
+    p = pyro.sample("p", dist.Beta(2.0, 3.0))
+    pyro.sample("k", dist.Binomial(cj.N_TRIALS, p), obs=torch.tensor(cj.K))
+
+
+@pytest.mark.parametrize("variant", ["msvgd", "svmd"])
+def test_mixed_sites_match_the_exact_posterior(variant):
+    """Simplex + real + positive + unit-interval sites moved jointly (one kernel on the
+    concatenated θ, block-diagonal ∇²ψ⁻¹): posterior means within 0.15 exact sd."""
+    from tests.particles import conjugate as cj
+
+    optim = _decaying(torch.optim.Adam, 0.2, 0.99)
+    svgd = MirroredSVGD(conjugate_model, 50, optim=optim, variant=variant)
+    samples = _fit(svgd, optim, 300)
+    assert {k: tuple(v.shape) for k, v in samples.items()} == {
+        "w": (50, 3), "mu": (50,), "tau": (50,), "p": (50,)}
+    errors = cj.standardised_errors({k: v.numpy() for k, v in samples.items()})
+    assert max(errors.values()) < 0.05, errors  # issue: 0.15; measured <= 0.008
+
+
+def test_plates_batches_of_simplexes_and_shapes():
+    """A plate of simplex sites, a vector of positive sites, observations in a plate. Like
+    Pyro's SVGD, the model runs inside a particle plate, so it must broadcast over batch dims."""
+
+    def model(y):
+        with pyro.plate("groups", 2):
+            w = pyro.sample("w", dist.Dirichlet(torch.ones(3)))  # (2, 3)
+        rate = pyro.sample("rate", dist.Gamma(2.0 * torch.ones(3), 1.0).to_event(1))  # (3,)
+        lam = (w * rate).sum(-1).sum(-1, keepdim=True)
+        with pyro.plate("data", y.shape[0]):
+            pyro.sample("y", dist.Poisson(lam), obs=y)
+
+    y = torch.tensor([3.0, 5.0, 4.0])
+    svgd = MirroredSVGD(model, 7)
+    loss = svgd.step(y)
+    assert np.isfinite(loss)
+    samples = svgd.get_samples()
+    assert samples["w"].shape == (7, 2, 3) and samples["rate"].shape == (7, 3)
+    assert svgd.layout.size == 2 * 2 + 3
+    torch.testing.assert_close(samples["w"].sum(-1), torch.ones(7, 2))
+    lp = svgd.log_p(y)  # per particle, against a hand computation for particle 0
+    w0, r0 = samples["w"][0], samples["rate"][0]
+    expect = (dist.Dirichlet(torch.ones(3)).log_prob(w0).sum()
+              + dist.Gamma(2.0 * torch.ones(3), 1.0).log_prob(r0).sum()
+              + dist.Poisson((w0 * r0).sum()).log_prob(y).sum())
+    torch.testing.assert_close(lp[0], expect)
+
+
+def test_unsupported_support_names_the_site():
+    def model():
+        pyro.sample("ok", dist.Normal(0.0, 1.0))
+        pyro.sample("corr", dist.Uniform(-1.0, 1.0))
+
+    with pytest.raises(UnsupportedSupportError, match=r"site 'corr'.*Supported supports: simplex"):
+        MirroredSVGD(model, 5).step()
+
+    def discrete():
+        pyro.sample("k", dist.Bernoulli(0.3))
+
+    with pytest.raises(UnsupportedSupportError, match="site 'k'.*Discrete sites"):
+        MirroredSVGD(discrete, 5).step()
+
+
+def test_bad_arguments():
+    with pytest.raises(InvalidArgumentError, match="num_particles must be an integer >= 2"):
+        MirroredSVGD(dirichlet_model, 1)
+    with pytest.raises(InvalidArgumentError, match="optim must be a pyro.optim optimiser"):
+        MirroredSVGD(dirichlet_model, 5, optim=torch.optim.Adam)
+    with pytest.raises(InvalidArgumentError, match="variant must be one of"):
+        MirroredSVGD(dirichlet_model, 5, variant="svn")
+    with pytest.raises(InvalidArgumentError, match="get_samples"):
+        MirroredSVGD(dirichlet_model, 5).get_samples()
+    with pytest.raises(InvalidArgumentError, match=r"init\['w'\] has shape \(4, 20\)"):
+        MirroredSVGD(dirichlet_model, 5, init={"w": sd.initial_particles()[:4]}).step()
+    with pytest.raises(InvalidArgumentError, match="init is missing latent sites"):
+        MirroredSVGD(dirichlet_model, 5, init={"v": sd.initial_particles()[:5]}).step()
+
+    def observed_only():
+        pyro.sample("y", dist.Normal(0.0, 1.0), obs=torch.tensor(0.3))
+
+    with pytest.raises(ModelStructureError, match="no latent sample sites"):
+        MirroredSVGD(observed_only, 5).step()
+
+
+def test_non_finite_direction_raises():
+    def model():
+        x = pyro.sample("x", dist.Gamma(2.0, 1.0))
+        pyro.factor("broken", torch.sqrt(0.0 * x))  # finite value, NaN gradient
+
+    with pytest.raises(NonFiniteError, match="step 0: the Stein direction is not finite"):
+        MirroredSVGD(model, 5).step()
+
+
+def test_to_datatree_and_ksd():
+    optim = _decaying(torch.optim.Adam, 0.2, 0.99)
+    svgd = MirroredSVGD(conjugate_model, 20, optim=optim)
+    before = svgd.ksd()
+    _fit(svgd, optim, 100)
+    after = svgd.ksd()
+    assert after < 0.5 * before  # particles moved towards the target
+    dt = svgd.to_datatree()
+    post = dt["posterior"]
+    assert post["w"].shape == (1, 20, 3) and post["tau"].shape == (1, 20)
+    np.testing.assert_allclose(dt["sample_stats"]["log_p"].values.ravel(),
+                               svgd.log_p().numpy(), rtol=1e-12)
+    assert dt.attrs["objective"] == "MirroredSVGD(msvgd)"
+    assert dt["optimization"]["loss"].shape == (100,)
