@@ -166,17 +166,22 @@ class DiffusionGuide(DiffusionResultsMixin, AutoContinuous):
         potential = self._potential_fn_gen(*args, **kwargs)
         return jax.vmap(lambda x: -potential(self._unpack_latent(x)))
 
-    def simulate(self, net, coef, key, batch: int, estimator: str, args=(), kwargs=None):
+    def simulate(self, net, coef, key, batch: int, estimator: str, args=(), kwargs=None,
+                 noise=None):
         """Roll out ``batch`` trajectories; returns ``(x_N (batch, d), log q (batch,))``.
 
-        Pure given ``net``/``coef`` (lists of arrays) and ``key``; used by the guide and by
+        Pure given ``net``/``coef`` (lists of arrays) and ``key`` (or ``noise = (x0_noise (batch,
+        d), xi (num_steps, batch, d))`` standard normals); used by the guide and by
         :meth:`sample_with_log_weights`."""
         kwargs = kwargs or {}
         d = self.latent_dim
         dtype = jnp.result_type(float)
-        k0, k1 = jax.random.split(key)
-        x0 = self.sde.initial_std * jax.random.normal(k0, (batch, d), dtype)
-        xi = jax.random.normal(k1, (self.num_steps, batch, d), dtype)
+        if noise is None:
+            k0, k1 = jax.random.split(key)
+            noise = (jax.random.normal(k0, (batch, d), dtype),
+                     jax.random.normal(k1, (self.num_steps, batch, d), dtype))
+        x0 = self.sde.initial_std * jnp.asarray(noise[0], dtype)
+        xi = jnp.asarray(noise[1], dtype)
         s = self._schedule
         inputs = (
             jnp.asarray(time_features(np.asarray(s.t), self.sde.T), dtype),
