@@ -54,9 +54,9 @@ class FBGVI:
     Same arguments as ``vidiv.numpyro.FBGVI``: ``step_size`` (None = 0.5 / λ_max(∇²V(m₀))),
     ``num_samples``, ``hessian="exact"|"stein"``, ``variant="fbgvi"|"bwgd"``, ``schedule``
     (None/"constant", "decay", or a callable k ↦ factor such as ``vidiv.gaussian.Decay``),
-    ``init_scale`` (Σ₀ = init_scale² I) and ``init_loc_fn`` (None: m₀ = 0 in unconstrained space;
-    otherwise a Pyro init strategy used through the guide). The model may not have discrete
-    latents or subsampled plates.
+    ``init_scale`` (Σ₀ = init_scale² I), ``init_loc_fn`` (None: m₀ = 0 in unconstrained space;
+    otherwise a Pyro init strategy used through the guide) and ``antithetic`` (draw ±ε pairs).
+    The model may not have discrete latents or subsampled plates.
 
     Attributes after the first step: ``mean`` (d,), ``cov`` (d, d), ``scale_tril``, ``num_steps``,
     ``eta0``, ``guide``.
@@ -72,6 +72,7 @@ class FBGVI:
         schedule: Any = None,
         init_scale: float = 1.0,
         init_loc_fn: Callable | None = None,
+        antithetic: bool = False,
     ):
         self.model = model
         self.step_size = check_step_size(step_size)
@@ -81,6 +82,12 @@ class FBGVI:
         self.schedule = resolve_schedule(schedule)
         self.init_scale = check_step_size(init_scale, name="init_scale")
         self.init_loc_fn = init_loc_fn
+        self.antithetic = bool(antithetic)
+        if self.antithetic and self.num_samples % 2:
+            raise InvalidArgumentError(
+                f"antithetic=True pairs each draw ε with −ε, so num_samples must be even, got "
+                f"{num_samples}; pass e.g. num_samples={self.num_samples + 1}."
+            )
         extra = {} if init_loc_fn is None else {"init_loc_fn": init_loc_fn}
         self.guide = AutoMultivariateNormal(model, init_scale=self.init_scale, **extra)
         self._flat: FlatPotential | None = None
@@ -124,9 +131,10 @@ class FBGVI:
         """One FBGVI step with fresh N(0, I) draws; returns the free energy before the step."""
         if self._flat is None:
             self._setup(args, kwargs)
-        noise = torch.randn(
-            self.num_samples, self._flat.dim, dtype=self.mean.dtype, device=self.mean.device
-        )
+        half = self.num_samples // 2 if self.antithetic else self.num_samples
+        noise = torch.randn(half, self._flat.dim, dtype=self.mean.dtype, device=self.mean.device)
+        if self.antithetic:
+            noise = torch.cat([noise, -noise])
         return self._step(noise, args, kwargs)
 
     def step_with_noise(self, noise: Any, *args: Any, **kwargs: Any) -> float:
@@ -145,7 +153,7 @@ class FBGVI:
         grads = torch.stack([o[1] for o in out])
         H = mean_hessian(torch.stack([o[2] for o in out])) if exact else None
         if H is None:
-            H = stein_hessian(X, grads, m, cov)
+            H = stein_hessian(X, grads, m, cov, center=not self.antithetic)
         eta = self.eta0 * float(self.schedule(self.num_steps))
         update = fbgvi_step if self.variant == "fbgvi" else bwgd_step
         m_new, cov_new = update(m, cov, mean_gradient(grads), H, eta)
