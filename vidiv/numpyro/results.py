@@ -77,19 +77,43 @@ def make_log_weights_fn(model, guide, args=(), kwargs=None, num_samples: int = 1
 
 def _site_dims(site, name: str) -> list[str]:
     shape = tuple(jnp.shape(site["value"]))
-    batch_ndim = len(shape) - site["fn"].event_dim if site["type"] == "sample" else 0
-    by_dim = {f.dim: f.name for f in site.get("cond_indep_stack", [])}
+    if site["type"] == "sample":
+        batch_ndim = len(shape) - site["fn"].event_dim
+    else:  # deterministic: name axes after the enclosing plates whose sizes match
+        batch_ndim = len(shape)
+    frames = {f.dim: f for f in site.get("cond_indep_stack", [])}
     out = []
     for i in range(len(shape)):
-        neg = i - batch_ndim
-        out.append(by_dim.get(neg, f"{name}_dim_{i}") if neg < 0 else f"{name}_dim_{i}")
+        f = frames.get(i - batch_ndim) if i < batch_ndim else None
+        out.append(f.name if f is not None and f.size == shape[i] else f"{name}_dim_{i}")
     return out
+
+
+def _prototype(model, guide, params, args, kwargs, rng_key):
+    """The model trace of one draw, obtained by abstract evaluation (no eager op-by-op run):
+    site names, shapes, plates and the (concrete) observed values."""
+    holder = {}
+
+    def one(key):
+        lp, _, trace = _one_draw(model, guide, params, args, kwargs, key)
+        holder["trace"] = trace
+        return lp
+
+    jax.eval_shape(one, rng_key)
+    trace = holder["trace"]
+    try:
+        for site in trace.values():
+            if _is_observed(site):
+                np.asarray(site["value"])
+    except jax.errors.TracerArrayConversionError:  # observed values computed from draws
+        trace = _one_draw(model, guide, params, args, kwargs, rng_key)[2]
+    return trace
 
 
 def draws(model, guide, params, args=(), kwargs=None, *, rng_key, num_samples: int = 1000):
     """Latent draws, log p, log q, per-observation log likelihoods, observed values and dims."""
     kwargs = kwargs or {}
-    _, _, proto = _one_draw(model, guide, params, args, kwargs, rng_key)
+    proto = _prototype(model, guide, params, args, kwargs, rng_key)
     _check_no_subsampling(proto)
     latent = [
         n for n, s in proto.items()
@@ -104,6 +128,7 @@ def draws(model, guide, params, args=(), kwargs=None, *, rng_key, num_samples: i
         return lp, lq, values, loglik
 
     keys = jax.random.split(rng_key, num_samples)
+    # eager vmap: one batched pass, no XLA compile of a fresh closure on every call
     log_p, log_q, values, loglik = jax.jit(jax.vmap(one))(keys)
     dims = {n: _site_dims(proto[n], n) for n in latent + observed}
     obs_values = {n: proto[n]["value"] for n in observed}
