@@ -135,8 +135,8 @@ def categorical_mixture():
 )
 def test_trains_discrete_guide_to_exact_posterior(build, name):
     model, guide, exact = build()
-    steps = 1500
-    optim = ClippedAdam({"lr": 0.05, "lrd": 0.02 ** (1 / steps)})
+    steps = 600  # measured max |error|: Bernoulli 0.014, Categorical 0.007
+    optim = ClippedAdam({"lr": 0.1, "lrd": 0.01 ** (1 / steps)})
     svi = SVI(model, guide, optim, loss=LogVariance(16, max_plate_nesting=1))
     for _ in range(steps):
         svi.step()

@@ -31,8 +31,8 @@ def test_trains_to_exact_posterior_and_cubo_stays_above_log_z():
     pyro.set_rng_seed(0)
     model = linear_gaussian(LG)
     guide = AutoNormal(model)
-    vis = ChiSquaredVIS(num_particles=64, max_plate_nesting=1)
-    steps = 1500
+    vis = ChiSquaredVIS(num_particles=32, max_plate_nesting=1)
+    steps = 800  # measured: mean error (0.004, 0.000) sd, sd ratio (0.998, 0.999)
     svi = SVI(model, guide, ClippedAdam({"lr": 0.05, "lrd": 0.01 ** (1 / steps)}), loss=vis)
     for _ in range(steps):
         svi.step()
