@@ -188,3 +188,45 @@ def test_undeclared_batch_dims():
 
     with pytest.raises(VidivError, match="more batch dims than.*to_event"):
         _walk(model, guide, nesting=0)
+
+
+# ------------------------------------------------------ the same messages from every objective
+def _bad_models():
+    def no_latent():
+        pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.3))
+
+    def enumerated():
+        z = pyro.sample("z", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
+        pyro.sample("x", dist.Normal(z, 1.0), obs=torch.tensor(0.5))
+
+    def enum_guide():
+        pyro.sample("z", dist.Bernoulli(0.5), infer={"enumerate": "parallel"})
+
+    def nan_data():
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.sample("x", dist.Normal(z, 1.0), obs=torch.tensor(float("nan")))
+
+    def outside():
+        pyro.sample("z", dist.Uniform(0.0, 1.0, validate_args=False))
+
+    def far_guide():
+        pyro.sample("z", dist.Normal(5.0, 0.1))
+
+    return [
+        (no_latent, lambda: None, ModelStructureError, "no latent sample sites"),
+        (enumerated, enum_guide, ModelStructureError, "does not enumerate"),
+        (nan_data, far_guide, NonFiniteError, "observed data at site 'x' contain 1 NaN"),
+        (outside, far_guide, NonFiniteError, "all .* log weights .* are -inf"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+@pytest.mark.parametrize("objective", ["AlphaDivergence", "ChiSquaredVIS", "LogVariance"])
+def test_every_objective_reports_bad_models(objective, case):
+    import vidiv.pyro
+
+    model, guide, error, message = _bad_models()[case]
+    loss = getattr(vidiv.pyro, objective)(num_particles=4, max_plate_nesting=0)
+    for call in (loss.loss, loss.loss_and_grads):
+        with pytest.raises(error, match=message):
+            call(model, guide)
