@@ -106,6 +106,12 @@ def test_guess_nesting_and_looped_particles():
     assert guess_max_plate_nesting(model, guide, (), {}) == 1
     p = trace_particles(model, guide, (), {}, 3, None, vectorize=False)
     assert p.log_p.shape == (3, 6) and len(p.raw_guide_traces) == 3
+    # looped particles see the same minibatch (per-datum bounds need it)
+    model, guide = local_mixture(x, subsample_size=2)
+    p = trace_particles(model, guide, (), {}, 4, None, vectorize=False)
+    idx = [tr.nodes["data"]["value"] for tr in p.raw_guide_traces]
+    assert all(torch.equal(i, idx[0]) for i in idx) and p.log_p.shape == (4, 2)
+    assert p.scale == 3.0
 
 
 def test_non_reparameterised_sites_are_reported():

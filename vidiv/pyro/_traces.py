@@ -247,6 +247,14 @@ def _one_pass(model, guide, args, kwargs, plate, detach, replay):
     return raw, mt
 
 
+def _subsample_only(trace):
+    sub = trace.copy()
+    for name, site in list(sub.nodes.items()):
+        if not site_is_subsample(site):
+            sub.remove_node(name)
+    return sub
+
+
 def trace_particles(
     model,
     guide,
@@ -275,6 +283,8 @@ def trace_particles(
         passes = [(None, None if replay is None else replay[i]) for i in range(S)]
     raws, mts = [], []
     for plate, rp in passes:
+        if rp is None and raws:  # looped particles share the first pass's subsample indices
+            rp = _subsample_only(raws[0])
         raw, mt = _one_pass(model, guide, args, kwargs, plate, detach, rp)
         raws.append(raw)
         mts.append(mt)
