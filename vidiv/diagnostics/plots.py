@@ -102,6 +102,11 @@ def plot(dt: xr.DataTree, reference: Any = None, path: str | Path | None = None,
     data = {"VI": dt} if reference is None else {"reference": _reference_tree(reference, names),
                                                    "VI": dt}
     pc = azp.plot_dist(data, var_names=names, kind="kde", backend="matplotlib")
+    if reference is not None:
+        try:  # arviz-plots marks add_legend as experimental
+            pc.add_legend("model")
+        except Exception:  # pragma: no cover - legend is cosmetic
+            pass
     pc.savefig(str(marg_path))
     plt.close("all")
     return [path, marg_path]
