@@ -4,7 +4,7 @@ Writes ``tests/data/blr_nuts.npz`` with the data (X, y, theta_true) and the NUTS
 covariance and number of draws. Data: d = 10, n = 200, X_ij ~ N(0, 0.1), theta* ~ N(0, I),
 y ~ Bernoulli(sigmoid(X theta*)); prior theta ~ N(0, I). Logits have sd ~1, so the posterior
 (precision ~ I + X'WX, sd ~0.45) is close to Gaussian: the KL-optimal Gaussian matches its first two
-moments to within a few per cent (checked in tests/numpyro/test_fbgvi_models.py).
+moments to within a few per cent (checked in tests/numpyro/test_fbgvi.py).
 
 Usage: ``python benchmarks/fbgvi_blr_reference.py [--quick]`` (about a minute).
 """

@@ -225,3 +225,56 @@ def test_antithetic_pairs_make_gaussian_target_noise_free():
     assert _kl(plain.run(jax.random.PRNGKey(0), 600, progress_bar=False).state, target) > 0.05
     with pytest.raises(InvalidArgumentError, match="num_samples must be even"):
         FBGVI(_mvn_model(target), num_samples=3, antithetic=True)
+
+
+@pytest.mark.slow
+def test_posteriordb_sblrc_blr_means_match_reference():
+    """posteriordb sblrc-blr (beta[5] strongly correlated, sigma > 0). In unconstrained space the
+    posterior is badly scaled (sd 1e-3 for beta, 0.07 for log sigma; condition number ~1e4) and
+    FBGVI is not affine invariant: from m0 = 0, Σ0 = I it does not get close in 1e5 steps (the step
+    size is bounded by the beta curvature ~1e7 while log sigma moves at rate η·183). As with
+    Laplace/Pathfinder initialisation, start at the MAP (a few trust-region Newton steps) with a
+    small Σ0; FBGVI then moves log sigma off its mode (0.42 sd below the posterior mean) and fits
+    the covariance. Measured: max |Δmean|/sd 0.055, sd ratios 0.96-0.99 (50 s on a loaded CPU)."""
+    import json
+    import pathlib
+
+    from numpyro.infer.initialization import init_to_value
+    from scipy.optimize import minimize
+
+    root = pathlib.Path("/work/shared/benchmarks/posteriordb/sblrc-blr")
+    if not root.exists():
+        root = pathlib.Path(__file__).parents[3] / "shared/benchmarks/posteriordb/sblrc-blr"
+    if not root.exists():
+        pytest.skip("posteriordb reference data not available")
+    data = json.loads((root / "data.json").read_text())
+    ref = np.load(root / "reference.npz")
+    X, y = jnp.asarray(data["X"]), jnp.asarray(data["y"])
+
+    def model(X, y):
+        beta = numpyro.sample("beta", dist.Normal(0.0, 10.0).expand([X.shape[1]]).to_event(1))
+        sigma = numpyro.sample("sigma", dist.HalfNormal(10.0))
+        with numpyro.plate("n", X.shape[0]):
+            numpyro.sample("y", dist.Normal(X @ beta, sigma), obs=y)
+
+    from numpyro.infer.util import initialize_model
+
+    info = initialize_model(jax.random.PRNGKey(0), model, model_args=(X, y))
+
+    def V(u):
+        return info.potential_fn({"beta": u[:5], "sigma": u[5]})
+
+    res = minimize(lambda u: float(V(u)), np.zeros(6), jac=lambda u: np.asarray(jax.grad(V)(u)),
+                   hess=lambda u: np.asarray(jax.hessian(V)(u)), method="trust-exact")
+    assert res.success
+    init = init_to_value(values={"beta": jnp.asarray(res.x[:5]), "sigma": jnp.exp(res.x[5])})
+    fb = FBGVI(model, num_samples=16, schedule=Decay(1e5), init_scale=1e-3, init_loc_fn=init)
+    result = fb.run(jax.random.PRNGKey(0), 300_000, X, y, progress_bar=False)
+    ref_u = np.c_[ref["beta"], np.log(ref["sigma"])]
+    z = (np.asarray(result.state.mean) - ref_u.mean(0)) / ref_u.std(0)
+    assert np.max(np.abs(z)) < 0.1
+    sd_ratio = np.sqrt(np.diag(np.asarray(result.state.cov))) / ref_u.std(0)
+    assert np.all(np.abs(sd_ratio - 1) < 0.1)
+    # the constrained summaries through the guide: median of sigma near the reference median
+    med = fb.guide.median(result.params)
+    assert abs(float(med["sigma"]) - np.median(ref["sigma"])) < 0.1 * ref["sigma"].std()
