@@ -4,9 +4,10 @@ Li, Wang, Li & Wu, "Forward chi^2 divergence based variational importance sampli
 With :math:`w_s = p_\theta(x, z_s)/q_\phi(z_s)` and samples :math:`z_s \sim q_\phi` **detached**:
 
 * guide parameters :math:`\phi` follow the forward-chi-square score gradient
-  :math:`\tfrac12\nabla_\phi\log\hat V = -\sum_s \mathrm{softmax}(2\log w)_s\nabla_\phi\log
-  q_\phi(z_s)`, where :math:`\hat V = \frac1S\sum_s w_s^2` (minimising V minimises
-  :math:`\chi^2(p(z|x)\,\|\,q)` and the variance of the importance-sampling estimate of p(x));
+  :math:`-\sum_s \mathrm{softmax}(2\log w)_s\nabla_\phi\log q_\phi(z_s)`, a self-normalised
+  estimate of :math:`\nabla_\phi\log V(\phi)`, where
+  :math:`V(\phi) = E_q[w^2] = \int p(x,z)^2/q_\phi(z)\,dz`; minimising V minimises
+  :math:`\chi^2(p(z|x)\,\|\,q)` and the variance of the importance-sampling estimate of p(x);
 * model parameters :math:`\theta` follow the importance-sampled log-likelihood
   :math:`\nabla_\theta\log\hat p(x) = \sum_s \mathrm{softmax}(\log w)_s\nabla_\theta\log
   p_\theta(x, z_s)`.
