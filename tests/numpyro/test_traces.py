@@ -203,3 +203,60 @@ def test_mutable_state_and_pytree_params_work_in_svi(objective):
     params = svi.get_params(state)
     assert set(params["net$params"]) == {"w", "b"}
     assert float(params["net$params"]["w"]) != 1.0  # model params got a gradient
+
+
+@pytest.mark.parametrize(
+    "objective", [AlphaDivergence(0.5, 4, gradient="dreg"), ChiSquaredVIS(4), LogVariance(4)],
+    ids=repr,
+)
+def test_jitted_update_compiles_once(objective):
+    traces = []
+
+    def model(x):
+        traces.append(1)  # python side effect: runs once per trace
+        global_model(x)
+
+    svi = SVI(model, global_guide, numpyro.optim.Adam(0.01), loss=objective)
+    state = svi.init(jax.random.key(0), X)
+    update = jax.jit(svi.update)
+    state, _ = update(state, X)
+    n_first = len(traces)
+    for _ in range(4):
+        state, loss = update(state, X)
+    assert len(traces) == n_first and update._cache_size() == 1
+    assert np.isfinite(float(loss))
+
+
+_FLOAT32_SCRIPT = """
+import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist
+from numpyro.infer import SVI
+from numpyro.infer.autoguide import AutoNormal
+from vidiv.numpyro import AlphaDivergence, ChiSquaredVIS, LogVariance
+assert not jax.config.jax_enable_x64
+x = jnp.array([0.3, -1.2, 2.0, 0.7], dtype=jnp.float32)
+def model(x):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 2.0))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+for loss in [AlphaDivergence(0.5, 8), AlphaDivergence(0.0, 8, gradient="dreg"),
+             ChiSquaredVIS(16), LogVariance(8)]:
+    guide = AutoNormal(model)
+    res = SVI(model, guide, numpyro.optim.Adam(0.05), loss=loss).run(
+        jax.random.key(0), 300, x, progress_bar=False)
+    assert res.losses.dtype == jnp.float32, res.losses.dtype
+    assert bool(jnp.all(jnp.isfinite(res.losses)))
+    assert abs(float(res.params["mu_auto_loc"]) - float(x.sum()) / 4.25) < 0.2, loss
+print("ok")
+"""
+
+
+def test_float32_end_to_end():
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "JAX_ENABLE_X64": "0", "JAX_PLATFORMS": "cpu"}
+    out = subprocess.run([sys.executable, "-c", _FLOAT32_SCRIPT], env=env, capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().endswith("ok")
