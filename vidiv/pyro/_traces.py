@@ -267,13 +267,15 @@ def trace_particles(
     per_datum: bool = True,
     vectorize: bool = True,
     replay: list | None = None,
+    subsample_from=None,
     objective: str = "this objective",
 ) -> Particles:
     """Draw ``num_particles`` guide samples, replay the model, return :class:`Particles`.
 
     ``max_plate_nesting`` is the model's own nesting (the particle plate goes one dim further
     left); it is only needed when ``vectorize``. ``replay`` (the ``raw_guide_traces`` of an earlier
-    call) re-evaluates the same draws, e.g. with ``detach=True`` for ``log q_phi(sg z)``.
+    call) re-evaluates the same draws, e.g. with ``detach=True`` for ``log q_phi(sg z)``;
+    ``subsample_from`` (a guide trace) reuses only its minibatch indices.
     """
     S = int(num_particles)
     if vectorize:
@@ -283,8 +285,9 @@ def trace_particles(
         passes = [(None, None if replay is None else replay[i]) for i in range(S)]
     raws, mts = [], []
     for plate, rp in passes:
-        if rp is None and raws:  # looped particles share the first pass's subsample indices
-            rp = _subsample_only(raws[0])
+        if rp is None and (raws or subsample_from is not None):
+            # looped particles (and chunks) share one minibatch: per-datum bounds need it
+            rp = _subsample_only(raws[0] if raws else subsample_from)
         raw, mt = _one_pass(model, guide, args, kwargs, plate, detach, rp)
         raws.append(raw)
         mts.append(mt)

@@ -77,15 +77,19 @@ class ChiSquaredVIS(ParticleELBO):
         self, model, guide, *args, num_particles: int = 20000, chunk_size: int = 4096, **kwargs
     ) -> float:
         r"""CUBO :math:`\tfrac12\log\frac1S\sum_s w_s^2` with ``num_particles`` fresh samples
-        (drawn in chunks; summed over a common plate times its scale). Biased low for finite S."""
+        (drawn in chunks that share one minibatch; summed over a common plate times its scale).
+        Biased low for finite S."""
         from ..errors import check_num_particles
 
         total = check_num_particles(num_particles, minimum=1)
-        pieces, done = [], 0
+        pieces, done, first = [], 0, None
         with torch.no_grad():
             while done < total:
                 n = min(chunk_size, total - done)
-                p = self.particles(model, guide, args, kwargs, detach=True, num_particles=n)
+                p = self.particles(
+                    model, guide, args, kwargs, detach=True, num_particles=n, subsample_from=first
+                )
+                first = p.raw_guide_traces[0] if first is None else first
                 pieces.append(2.0 * p.log_w)
                 done += n
             lw2 = torch.cat(pieces, dim=0)
