@@ -110,10 +110,10 @@ def _trace(step_chunk, state, get_ml, kl, max_steps, chunk):
 
 def run_fbgvi(target, seed, max_steps, chunk, hessian, num_samples, antithetic, schedule, eta):
     # eta: multiple of the default 0.5 / λ_max(∇²V(m0))
-    probe = FBGVI(target["model"])
+    probe = FBGVI(target["model"], init_scale=1.0)
     probe.init(jax.random.PRNGKey(seed), *target["args"])
     fb = FBGVI(target["model"], num_samples=num_samples, hessian=hessian, antithetic=antithetic,
-               schedule=schedule, step_size=eta * probe.eta0)
+               schedule=schedule, step_size=eta * probe.eta0, init_scale=1.0)
     state = fb.init(jax.random.PRNGKey(seed), *target["args"])
 
     def step_chunk(s):

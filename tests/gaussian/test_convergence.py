@@ -39,8 +39,10 @@ def test_deterministic_fbgvi_converges_on_paper_target():
 
 def test_stochastic_fbgvi_one_sample_decaying_step_converges():
     target = paper_target(d=10, cond=200.0, seed=0)
-    kls = [_run(target, 1.0, 3000, rng=np.random.default_rng(s), schedule=Decay(50.0))[0]
-           for s in range(3)]
+    kls = [
+        _run(target, 1.0, 3000, rng=np.random.default_rng(s), schedule=Decay(50.0))[0]
+        for s in range(3)
+    ]
     assert max(kls) < 0.05, kls
 
 

@@ -24,8 +24,9 @@ def _scalar_backward(s: float, eta: float) -> float:
 def test_backward_step_matches_scalar_closed_form_on_diagonal(eta):
     lam = np.array([0.0, 1e-12, 0.3, 1.0, 7.0, 1e4])
     out = backward_step(np.diag(lam), eta)
-    np.testing.assert_allclose(out, np.diag([_scalar_backward(s, eta) for s in lam]), rtol=1e-12,
-                               atol=1e-14)
+    np.testing.assert_allclose(
+        out, np.diag([_scalar_backward(s, eta) for s in lam]), rtol=1e-12, atol=1e-14
+    )
 
 
 def test_scalar_closed_form_is_the_prox_of_negative_entropy():

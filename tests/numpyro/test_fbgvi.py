@@ -45,13 +45,15 @@ def _deterministic(fb, num_steps):
 
 def test_exact_expected_gradients_reach_kl_1e_3_on_paper_target():
     target = paper_target(d=10, cond=200.0, seed=0)
-    state, _ = _deterministic(FBGVI(_mvn_model(target), step_size=1.0), 600)
+    state, _ = _deterministic(FBGVI(_mvn_model(target), init_scale=1.0, step_size=1.0), 600)
     assert _kl(state, target) < 1e-3  # measured 2.3e-6
 
 
 def test_one_sample_per_step_with_decaying_step_converges():
     target = paper_target(d=10, cond=200.0, seed=0)
-    fb = FBGVI(_mvn_model(target), step_size=1.0, num_samples=1, schedule=Decay(50.0))
+    fb = FBGVI(
+        _mvn_model(target), init_scale=1.0, step_size=1.0, num_samples=1, schedule=Decay(50.0)
+    )
     result = fb.run(jax.random.PRNGKey(0), 5000, progress_bar=False)
     assert _kl(result.state, target) < 0.05  # measured 0.0041 (seeds 1, 2: 0.011, 0.0071)
     assert result.losses.shape == (5000,) and np.all(np.isfinite(result.losses))
@@ -62,8 +64,10 @@ def test_one_sample_per_step_with_decaying_step_converges():
 def test_bwgd_fails_at_eta_1_1_where_fbgvi_is_stable():
     target = paper_target(d=10, cond=200.0, seed=0)
     model = _mvn_model(target)
-    fb_state, fb_min = _deterministic(FBGVI(model, step_size=1.1), 400)
-    bw_state, bw_min = _deterministic(FBGVI(model, step_size=1.1, variant="bwgd"), 400)
+    fb_state, fb_min = _deterministic(FBGVI(model, init_scale=1.0, step_size=1.1), 400)
+    bw_state, bw_min = _deterministic(
+        FBGVI(model, init_scale=1.0, step_size=1.1, variant="bwgd"), 400
+    )
     assert fb_min >= 1.1 * (1 - 1e-9) and _kl(fb_state, target) < 0.02  # measured 0.0108
     lost_pd = int(bw_state.nonfinite_step) >= 0
     assert lost_pd or (bw_min < 1e-3 and _kl(bw_state, target) > 0.1)
@@ -71,7 +75,7 @@ def test_bwgd_fails_at_eta_1_1_where_fbgvi_is_stable():
 
 def test_nonfinite_bwgd_keeps_last_finite_state_and_reports_step():
     target = paper_target(d=10, cond=200.0, seed=0)
-    fb = FBGVI(_mvn_model(target), step_size=3.0, variant="bwgd")
+    fb = FBGVI(_mvn_model(target), init_scale=1.0, step_size=3.0, variant="bwgd")
     with pytest.warns(RuntimeWarning, match=r"went non-finite at step \d+"):
         result = fb.run(jax.random.PRNGKey(0), 300, progress_bar=False)
     bad = result.nonfinite_step
@@ -117,8 +121,9 @@ def test_guide_layout_predictive_median_quantiles_and_constrained_site():
     np.testing.assert_allclose(med["a"], np.exp(m[2]), rtol=1e-10)
     q = fb.guide.quantiles(result.params, [0.1, 0.9])
     assert q["a"].shape == (2,) and float(q["a"][0]) < float(med["a"]) < float(q["a"][1])
-    draws = Predictive(model, guide=fb.guide, params=result.params, num_samples=4000,
-                       return_sites=["a", "z", "y"])(jax.random.PRNGKey(2))
+    draws = Predictive(
+        model, guide=fb.guide, params=result.params, num_samples=4000, return_sites=["a", "z", "y"]
+    )(jax.random.PRNGKey(2))
     assert draws["a"].shape == (4000,) and draws["y"].shape == (4000, n)
     assert abs(float(jnp.mean(jnp.log(draws["a"]))) - float(m[2])) < 0.03
 
@@ -202,8 +207,13 @@ def _blr():
 def test_logistic_regression_matches_nuts(hessian, num_samples):
     model, ref = _blr()
     fb = FBGVI(model, num_samples=num_samples, hessian=hessian, schedule=Decay(200.0))
-    result = fb.run(jax.random.PRNGKey(0), 4000, jnp.asarray(ref["X"]), jnp.asarray(ref["y"]),
-                    progress_bar=False)
+    result = fb.run(
+        jax.random.PRNGKey(0),
+        4000,
+        jnp.asarray(ref["X"]),
+        jnp.asarray(ref["y"]),
+        progress_bar=False,
+    )
     m, C = np.asarray(result.state.mean), np.asarray(result.state.cov)
     sd = np.sqrt(np.diag(ref["cov"]))
     # measured: exact max |Δmean|/sd 0.018, ‖ΔΣ‖_F/‖Σ‖_F 0.017; stein (S=16) 0.021 and 0.107,
@@ -218,13 +228,13 @@ def test_antithetic_pairs_make_gaussian_target_noise_free():
     # ±ε pairs average ∇V exactly for a Gaussian target: the stochastic run follows the
     # deterministic one (KL < 1e-3 with a constant step), which one-sided draws cannot do
     target = paper_target(d=10, cond=200.0, seed=0)
-    fb = FBGVI(_mvn_model(target), step_size=1.0, num_samples=2, antithetic=True)
+    fb = FBGVI(_mvn_model(target), init_scale=1.0, step_size=1.0, num_samples=2, antithetic=True)
     result = fb.run(jax.random.PRNGKey(0), 600, progress_bar=False)
     assert _kl(result.state, target) < 1e-3
-    plain = FBGVI(_mvn_model(target), step_size=1.0, num_samples=2)
+    plain = FBGVI(_mvn_model(target), init_scale=1.0, step_size=1.0, num_samples=2)
     assert _kl(plain.run(jax.random.PRNGKey(0), 600, progress_bar=False).state, target) > 0.05
     with pytest.raises(InvalidArgumentError, match="num_samples must be even"):
-        FBGVI(_mvn_model(target), num_samples=3, antithetic=True)
+        FBGVI(_mvn_model(target), init_scale=1.0, num_samples=3, antithetic=True)
 
 
 @pytest.mark.slow
@@ -264,8 +274,13 @@ def test_posteriordb_sblrc_blr_means_match_reference():
     def V(u):
         return info.potential_fn({"beta": u[:5], "sigma": u[5]})
 
-    res = minimize(lambda u: float(V(u)), np.zeros(6), jac=lambda u: np.asarray(jax.grad(V)(u)),
-                   hess=lambda u: np.asarray(jax.hessian(V)(u)), method="trust-exact")
+    res = minimize(
+        lambda u: float(V(u)),
+        np.zeros(6),
+        jac=lambda u: np.asarray(jax.grad(V)(u)),
+        hess=lambda u: np.asarray(jax.hessian(V)(u)),
+        method="trust-exact",
+    )
     assert res.success
     init = init_to_value(values={"beta": jnp.asarray(res.x[:5]), "sigma": jnp.exp(res.x[5])})
     fb = FBGVI(model, num_samples=16, schedule=Decay(1e5), init_scale=1e-3, init_loc_fn=init)

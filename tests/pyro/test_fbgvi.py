@@ -31,7 +31,7 @@ def _kl(fb, target):
 
 def test_exact_expected_gradients_reach_kl_1e_3_on_paper_target():
     target = paper_target(d=10, cond=200.0, seed=0)
-    fb = FBGVI(_mvn_model(target), step_size=1.0)
+    fb = FBGVI(_mvn_model(target), init_scale=1.0, step_size=1.0)
     for _ in range(400):  # zero noise: ∇V, ∇²V at the mean = their expectations under q
         fb.step_with_noise(torch.zeros(1, 10))
     assert _kl(fb, target) < 1e-3  # measured 5e-5
@@ -39,7 +39,9 @@ def test_exact_expected_gradients_reach_kl_1e_3_on_paper_target():
 
 def test_one_sample_per_step_with_decaying_step_converges():
     target = paper_target(d=10, cond=200.0, seed=0)
-    fb = FBGVI(_mvn_model(target), step_size=1.0, num_samples=1, schedule=Decay(50.0))
+    fb = FBGVI(
+        _mvn_model(target), init_scale=1.0, step_size=1.0, num_samples=1, schedule=Decay(50.0)
+    )
     losses = [fb.step() for _ in range(1500)]
     assert _kl(fb, target) < 0.05  # measured 0.015
     assert np.isfinite(losses).all() and abs(np.mean(losses[-300:])) < 0.5  # log Z = 0
@@ -47,7 +49,7 @@ def test_one_sample_per_step_with_decaying_step_converges():
 
 def test_bwgd_nonfinite_raises_and_keeps_last_finite_state():
     target = paper_target(d=10, cond=200.0, seed=0)
-    fb = FBGVI(_mvn_model(target), step_size=3.0, variant="bwgd")
+    fb = FBGVI(_mvn_model(target), init_scale=1.0, step_size=3.0, variant="bwgd")
     with pytest.raises(NonFiniteError, match=r"went non-finite at step \d+"):
         for _ in range(300):
             fb.step()

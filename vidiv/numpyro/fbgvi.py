@@ -91,7 +91,7 @@ class FBGVI:
         hessian: str = "exact",
         variant: str = "fbgvi",
         schedule: Any = None,
-        init_scale: float = 1.0,
+        init_scale: float = 0.1,
         init_loc_fn: Callable | None = None,
         antithetic: bool = False,
     ):
@@ -156,9 +156,7 @@ class FBGVI:
         m_new, cov_new = step(m, cov, g, H, eta)
         L_new = jnp.linalg.cholesky(cov_new)  # NaN when BWGD lost positive definiteness
         loss = free_energy(vals, cov)
-        finite = (
-            jnp.all(jnp.isfinite(m_new)) & jnp.all(jnp.isfinite(L_new)) & jnp.isfinite(loss)
-        )
+        finite = jnp.all(jnp.isfinite(m_new)) & jnp.all(jnp.isfinite(L_new)) & jnp.isfinite(loss)
         live = state.nonfinite_step < 0
         ok = finite & live
         keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731

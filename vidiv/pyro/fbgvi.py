@@ -70,7 +70,7 @@ class FBGVI:
         hessian: str = "exact",
         variant: str = "fbgvi",
         schedule: Any = None,
-        init_scale: float = 1.0,
+        init_scale: float = 0.1,
         init_loc_fn: Callable | None = None,
         antithetic: bool = False,
     ):
