@@ -224,6 +224,18 @@ def test_dreg_gradient_vanishes_at_the_exact_posterior(name, alpha):
         assert (biggest < 1e-9) if zero else (biggest > 1e-3)
 
 
+def test_dreg_with_looped_particles_vanishes_at_the_exact_posterior():
+    model = linear_gaussian(LG)
+    guide = AutoNormal(model)
+    guide()
+    _set_param("AutoNormal.locs.z", torch.as_tensor(LG.post_mean))
+    _set_param("AutoNormal.scales.z", torch.as_tensor(LG.post_sd))
+    elbo = AlphaDivergence(0.5, 4, gradient="dreg", vectorize_particles=False)
+    loss, gs = _loss_and_grads(elbo, model, guide)
+    assert loss == pytest.approx(-LG.log_z, abs=1e-8)
+    assert max(float(g.abs().max()) for g in gs) < 1e-9
+
+
 def test_dreg_keeps_model_parameters_standard_gradient():
     """With a learnable model parameter the DReG surrogate gives it the standard gradient."""
 
