@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.pdb import registry
+from benchmarks.pdb import registry, runners
 from benchmarks.pdb.laplace import laplace_numpyro, laplace_pyro
 from benchmarks.pdb.runners import (
     METHODS,
@@ -46,7 +46,7 @@ from benchmarks.pdb.runners import (
 
 RESULTS = Path(__file__).parent / "results"
 STEPS = {"laplace": 0, "alpha": 3000, "vis": 3000, "logvar": 3000, "fbgvi": 1000, "msvgd": 1000}
-QUICK_POSTERIORS = ("eight_schools-eight_schools_noncentered", "sblrc-blr")
+QUICK_POSTERIORS = ("sblrc-blr",)
 FITTERS = {"numpyro": fit_numpyro, "pyro": fit_pyro}
 
 
@@ -93,11 +93,29 @@ def _method_row(name, backend, method, steps, seed, lap, lap_seconds) -> dict:
     return row
 
 
+def _float64() -> None:
+    """Accuracy benchmark: float64 in both hosts (jax x64 and torch's default dtype; global)."""
+    try:
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    except ImportError:
+        pass
+    try:
+        import torch
+
+        torch.set_default_dtype(torch.float64)
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
 def run(methods=None, backends=("numpyro",), posteriors=None, steps=None, seed=0,
         quick=False, progress=True) -> list[dict]:
     """Run the benchmark; returns one dict per (posterior, backend, method) plus one NUTS row per
-    posterior. ``steps`` overrides every method's step count; ``quick`` = 2 posteriors,
-    1/10 of the steps and a short single-chain NUTS (a smoke run, < 2 minutes)."""
+    posterior. ``steps`` overrides every method's step count; ``quick`` = one posterior (unless
+    ``posteriors`` is given), 1/10 of the steps, 1000 draws per fit and a short single-chain NUTS
+    (a smoke run of every code path: about a minute of CPU)."""
     ok, why = registry.available()
     if not ok and not registry.names():
         raise FileNotFoundError(why)
@@ -107,6 +125,8 @@ def run(methods=None, backends=("numpyro",), posteriors=None, steps=None, seed=0
         raise ValueError(f"unknown method(s) {unknown}; choose from {list(METHODS)}")
     if posteriors is None:
         posteriors = list(QUICK_POSTERIORS) if quick else registry.names()
+    _float64()
+    runners.NUM_DRAWS = 1000 if quick else 4000
     rows = []
     for name in posteriors:
         nuts = _nuts_row(name, seed, quick)
@@ -181,7 +201,7 @@ def markdown(rows: list[dict]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="2 posteriors, few steps (< 2 minutes)")
+    p.add_argument("--quick", action="store_true", help="1 posterior, few steps (smoke run)")
     p.add_argument("--backends", nargs="+", default=["numpyro"], choices=sorted(FITTERS))
     p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     p.add_argument("--posteriors", nargs="+", default=None, choices=list(registry.POSTERIORS))

@@ -140,7 +140,7 @@ def fit_pyro(name: str, method: str, steps: int, seed: int, lap: Laplace):
     from pyro.infer import SVI
     from pyro.infer.autoguide import AutoMultivariateNormal
     from pyro.infer.autoguide.initialization import init_to_value
-    from torch.distributions import biject_to
+    from torch.distributions import biject_to, transform_to
 
     import vidiv.pyro as vp
 
@@ -162,6 +162,11 @@ def fit_pyro(name: str, method: str, steps: int, seed: int, lap: Laplace):
         return time.perf_counter() - t0, ms.to_datatree()
     if method == "fbgvi":
         fb = vp.FBGVI(model, num_samples=4, schedule="decay", init_loc_fn=init_loc)
+        fb._setup((), {})  # builds the guide; then its state is set to the Laplace Gaussian
+        loc, cov = lap.reordered(list(fb.guide._unconstrained_shapes))
+        fb.mean, fb.cov = torch.as_tensor(loc), torch.as_tensor(cov)
+        fb.scale_tril = torch.linalg.cholesky(fb.cov)
+        fb._write_guide()
         losses = [fb.step() for _ in range(steps)]
         guide = fb.guide
     else:
@@ -171,11 +176,13 @@ def fit_pyro(name: str, method: str, steps: int, seed: int, lap: Laplace):
         loc, cov = lap.reordered(order)
         chol = torch.linalg.cholesky(torch.as_tensor(cov))
         values = {"loc": torch.as_tensor(loc), "scale": chol.diagonal(),
-                  "scale_tril": chol / chol.diagonal()}
+                  "scale_tril": chol / chol.diagonal()[:, None]}  # L = diag(scale) @ scale_tril
         with torch.no_grad():
             for k, v in values.items():
-                constraint = guide._pyro_params[k][0]
-                getattr(guide, k + "_unconstrained").copy_(biject_to(constraint).inv(v))
+                if k in guide._pyro_params:  # constrained PyroParam: write its unconstrained value
+                    v = transform_to(guide._pyro_params[k][0]).inv(v)
+                    k = k + "_unconstrained"
+                getattr(guide, k).copy_(v)
         losses = [0.0]
         if method != "laplace":
             optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": LR_DECAY ** (1 / steps)})
