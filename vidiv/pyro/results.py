@@ -306,13 +306,19 @@ def model_scores(model, samples: dict, *args, **kwargs) -> ModelScores:
 
     if not isinstance(samples, dict) or not samples:
         raise ModelStructureError("samples must be a non-empty dict {site: (n, *shape) draws}.")
-    _, potential_fn, transforms, _ = initialize_model(model, model_args=args, model_kwargs=kwargs)
+    init, potential_fn, transforms, _ = initialize_model(
+        model, model_args=args, model_kwargs=kwargs
+    )
     missing = [k for k in transforms if k not in samples]
     if missing:
         raise ModelStructureError(
             f"samples lack the latent site(s) {missing}; pass a draw for every latent site."
         )
-    vals = {k: torch.as_tensor(samples[k]) for k in transforms}
+    # the model's dtype and device (e.g. CUDA) are those of its initial unconstrained values
+    vals = {
+        k: torch.as_tensor(samples[k], dtype=init[k].dtype, device=init[k].device)
+        for k in transforms
+    }
     n = {v.shape[0] for v in vals.values()}
     if len(n) != 1:
         raise ModelStructureError(f"the sites have different numbers of draws: {sorted(n)}.")
