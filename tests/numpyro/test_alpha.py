@@ -135,8 +135,8 @@ def test_subsampled_loss_matches_renyi_elbo_and_is_unbiased():
     full = jax.jit(jax.vmap(lambda k: ours.loss(k, params, local_model, local_guide, XS)))(keys)
     se = np.sqrt(np.var(mini) / len(keys) + np.var(full) / len(keys))
     assert abs(float(mini.mean() - full.mean())) < 4 * se
-    # exact reference: per-point E[L_hat_i] estimated with many more particles is not needed;
-    # the full-data loss is a sum of per-point bounds, so scaling is the only thing to get right
+    # E_batch E_z[loss on 2 of 6 points, scaled by 3] = E_z[full loss]: the per-point bounds are
+    # unscaled before the Renyi transform and the sum is scaled after (RenyiELBO's semantics)
     assert float(jnp.std(mini)) > float(jnp.std(full))  # the minibatch really subsamples
 
 
