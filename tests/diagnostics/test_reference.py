@@ -53,3 +53,26 @@ def test_bad_input(rng):
         compare_to_reference(dt, {"a": np.zeros((10, 3))}, var_names=["a", "c"])
     with pytest.raises(VidivError, match="reference must be a dict"):
         compare_to_reference(dt, [1, 2, 3])
+
+
+def test_posteriordb_reference_npz_halves_agree():
+    """Real reference draws (posteriordb eight schools, NUTS): one half of the chains against
+    all of them is accurate, and a deliberately narrowed copy is flagged by the sd ratio."""
+    from pathlib import Path
+
+    path = (Path(__file__).resolve().parents[3] / "shared" / "benchmarks" / "posteriordb"
+            / "eight_schools-eight_schools_noncentered" / "reference.npz")
+    if not path.exists():
+        pytest.skip("shared posteriordb reference draws not available")
+    ref = np.load(path)
+    half = ref["chain"] < 5  # chains 0-4 as the "approximation"
+    vi = {k: ref[k][half].astype(float) for k in ("mu", "tau", "theta")}
+    df = compare_to_reference(to_datatree(vi), ref)
+    assert len(df) == 1 + 1 + 8
+    assert df["std_mean_error"].max() < 0.06  # Monte Carlo noise of 5000 vs 10000 draws
+    assert abs(df["sd_ratio"] - 1).max() < 0.06
+    mu = ref["mu"].astype(float)
+    narrow = {"mu": mu.mean() + 0.5 * (mu - mu.mean())}
+    row = compare_to_reference(to_datatree(narrow), ref).loc["mu"]
+    assert row["sd_ratio"] == pytest.approx(0.5, rel=1e-6)
+    assert row["std_mean_error"] == pytest.approx(0.0, abs=1e-6)
