@@ -52,11 +52,10 @@ def _minimize(fg, x0):
 
 
 def laplace_numpyro(model, seed: int = 0) -> Laplace:
-    """Laplace approximation of a NumPyro model (sites flattened in sorted order, as
-    ``AutoMultivariateNormal`` and ``ravel_pytree`` do)."""
+    """Laplace approximation of a NumPyro model (sites flattened in ``initialize_model``'s order,
+    which is the order of NumPyro's ``AutoMultivariateNormal``; use ``reordered`` for others)."""
     import jax
     import jax.numpy as jnp
-    from jax.flatten_util import ravel_pytree
     from numpyro.infer.initialization import init_to_median
     from numpyro.infer.util import initialize_model
 
@@ -64,9 +63,21 @@ def laplace_numpyro(model, seed: int = 0) -> Laplace:
         jax.random.PRNGKey(seed), model, init_strategy=init_to_median
     )
     z0 = info.z
-    flat0, unravel = ravel_pytree(z0)
+    order = list(z0)  # initialize_model's order = the order AutoMultivariateNormal flattens in
+    shapes = {k: tuple(jnp.shape(z0[k])) for k in order}
+    sizes = [int(np.prod(shapes[k], dtype=int)) for k in order]
+
+    def unflat(f):
+        out, start = {}, 0
+        for k, n in zip(order, sizes, strict=True):
+            out[k] = jnp.reshape(f[start : start + n], shapes[k])
+            start += n
+        return out
+
+    flat0 = jnp.concatenate([jnp.reshape(z0[k], (-1,)) for k in order])
+
     def V(f):
-        return potential_fn(unravel(f))
+        return potential_fn(unflat(f))
 
     vg = jax.jit(jax.value_and_grad(V))
 
@@ -76,10 +87,7 @@ def laplace_numpyro(model, seed: int = 0) -> Laplace:
 
     x, ok = _minimize(fg, np.asarray(flat0, np.float64))
     H = np.asarray(jax.jit(jax.hessian(V))(jnp.asarray(x, dtype=flat0.dtype)), np.float64)
-    order = sorted(z0)
-    sizes = [int(np.size(z0[k])) for k in order]
-    constrained = {k: np.asarray(v) for k, v in postprocess_fn(unravel(jnp.asarray(x))).items()}
-    shapes = {k: tuple(np.shape(z0[k])) for k in order}
+    constrained = {k: np.asarray(v) for k, v in postprocess_fn(unflat(jnp.asarray(x))).items()}
     return Laplace(order, sizes, shapes, x, _cov_from_hessian(H), constrained, ok)
 
 

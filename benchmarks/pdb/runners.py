@@ -117,8 +117,11 @@ def fit_numpyro(name: str, method: str, steps: int, seed: int, lap: Laplace):
     else:
         guide = AutoMultivariateNormal(model, init_loc_fn=init_loc)
         loss = Trace_ELBO() if method == "laplace" else _loss(vn, method)
-        init_params = {"auto_loc": jnp.asarray(lap.loc),
-                       "auto_scale_tril": jnp.linalg.cholesky(jnp.asarray(lap.cov))}
+        with numpyro.handlers.block():
+            numpyro.handlers.seed(guide, 0)()  # builds the guide: its flattening order is known
+        loc, cov = lap.reordered(list(guide._init_locs))
+        init_params = {"auto_loc": jnp.asarray(loc),
+                       "auto_scale_tril": jnp.linalg.cholesky(jnp.asarray(cov))}
         optim = numpyro.optim.Adam(lambda i: lr * LR_DECAY ** (i / steps))
         svi = SVI(model, guide, optim, loss=loss)
         if method == "laplace":  # the start itself, no optimisation
