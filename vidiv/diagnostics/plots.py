@@ -12,7 +12,7 @@ Matplotlib and arviz-plots are imported only when ``plot`` is called.
 Example
 -------
 >>> from vidiv.diagnostics import plot     # doctest: +SKIP
->>> plot(dt, reference={"mu": ref_mu}, path="fit.png")
+>>> plot(dt, reference={"mu": ref_mu}, path="fit.png")   # doctest: +SKIP
 """
 
 from __future__ import annotations

@@ -8,11 +8,11 @@ off by ``lax.cond``). Between chunks the host draws ``num_khat_samples`` values 
 loss or state is non-finite is not applied (the state stays at the last finite one); training
 then stops with a warning that names the step.
 
-Example
--------
->>> svi = SVI(model, guide, numpyro.optim.Adam(lambda i: 0.05 * 0.999**i), Trace_ELBO())
->>> result = vidiv.numpyro.fit(svi, random.PRNGKey(0), 2000, x, y=y)   # doctest: +SKIP
->>> result.params, result.losses, result.khat
+Example::
+
+    svi = SVI(model, guide, numpyro.optim.Adam(lambda i: 0.05 * 0.999**i), Trace_ELBO())
+    result = vidiv.numpyro.fit(svi, random.PRNGKey(0), 2000, x, y=y)
+    result.params, result.losses, result.khat
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""NumPyro results as ArviZ DataTrees, and model scores for the kernel Stein discrepancy.
+"""NumPyro results as ArviZ DataTrees, and model scores for the kernel Stein discrepancy.
 
 ``to_datatree(model, guide, params, *args, rng_key=..., num_samples=1000, ...)`` draws
 ``num_samples`` values from the fitted guide with ``jax.vmap`` over seeded draws, evaluates
@@ -7,12 +7,12 @@ with the draws substituted), the per-observation log likelihood of every observe
 latent values (dims named after the plates), and calls :func:`vidiv.diagnostics.to_datatree`.
 Works for any guide (AutoNormal, AutoMultivariateNormal, custom guides, FB-GVI's guide).
 
-Example
--------
->>> res = svi.run(random.PRNGKey(0), 2000, x, y=y)                  # doctest: +SKIP
->>> dt = vidiv.numpyro.to_datatree(model, guide, res.params, x, y=y,
-...                                rng_key=random.PRNGKey(1), losses=res.losses)
->>> print(vidiv.diagnostics.diagnose(dt))
+Example::
+
+    res = svi.run(random.PRNGKey(0), 2000, x, y=y)
+    dt = vidiv.numpyro.to_datatree(model, guide, res.params, x, y=y,
+                                   rng_key=random.PRNGKey(1), losses=res.losses)
+    print(vidiv.diagnostics.diagnose(dt))
 """
 
 from __future__ import annotations

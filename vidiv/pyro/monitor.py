@@ -5,12 +5,12 @@ Every ``monitor_every`` steps it draws ``num_khat_samples`` values from the guid
 no gradient), computes the Pareto k-hat of ``log p - log q`` and shows it next to the loss. The
 k-hat costs one vectorised model + guide evaluation; set ``num_khat_samples=0`` to switch it off.
 
-Example
--------
->>> svi = pyro.infer.SVI(model, guide, pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.999}),
-...                      loss=pyro.infer.Trace_ELBO())                        # doctest: +SKIP
->>> result = vidiv.pyro.fit(svi, 2000, x, y, monitor_every=100, early_stop=True)
->>> result.losses.shape, result.khat[-1]      # (steps,), (step, k-hat)
+Example::
+
+    svi = pyro.infer.SVI(model, guide, pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.999}),
+                         loss=pyro.infer.Trace_ELBO())
+    result = vidiv.pyro.fit(svi, 2000, x, y, monitor_every=100, early_stop=True)
+    result.losses.shape, result.khat[-1]      # (steps,), (step, k-hat)
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-r"""Pyro results as ArviZ DataTrees, and model scores for the kernel Stein discrepancy.
+"""Pyro results as ArviZ DataTrees, and model scores for the kernel Stein discrepancy.
 
 ``to_datatree(model, guide, *args, num_samples=1000, ...)`` draws ``num_samples`` values from
 the fitted guide in one vectorised pass (a particle plate left of the model's plates), replays
@@ -8,12 +8,12 @@ calls :func:`vidiv.diagnostics.to_datatree`. Works for any guide whose sites vec
 ``pyro.plate`` (AutoNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal, hand-written
 guides with plates): the same requirement as ``vectorize_particles=True``.
 
-Example
--------
->>> guide = pyro.infer.autoguide.AutoNormal(model)                 # doctest: +SKIP
->>> ...  # fit with SVI
->>> dt = vidiv.pyro.to_datatree(model, guide, x, y=y, num_samples=1000, losses=losses)
->>> print(vidiv.diagnostics.diagnose(dt))
+Example::
+
+    guide = pyro.infer.autoguide.AutoNormal(model)
+    ...  # fit with SVI
+    dt = vidiv.pyro.to_datatree(model, guide, x, y=y, num_samples=1000, losses=losses)
+    print(vidiv.diagnostics.diagnose(dt))
 """
 
 from __future__ import annotations
