@@ -28,7 +28,7 @@ from numpyro.infer import SVI
 
 from ..diagnostics.monitor import FitResult, as_early_stop, check_fit_args
 from ..diagnostics.psis import psis_khat
-from ..errors import InvalidArgumentError, NonFiniteError
+from ..errors import InvalidArgumentError, VidivError
 from .results import make_log_weights_fn
 
 __all__ = ["fit"]
@@ -124,7 +124,7 @@ def fit(
                 lp, lq = log_w_fn(svi.get_params(state), jax.random.fold_in(khat_key, done))
                 try:
                     khat_now = psis_khat(np.asarray(lp, np.float64) - np.asarray(lq, np.float64))
-                except NonFiniteError:
+                except VidivError:  # NaN weights or too few usable draws: record NaN
                     pass
                 khats.append((done, khat_now))
             if bar is not None:

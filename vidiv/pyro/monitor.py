@@ -24,7 +24,7 @@ import torch
 
 from ..diagnostics.monitor import FitResult, as_early_stop, check_fit_args
 from ..diagnostics.psis import psis_khat
-from ..errors import InvalidArgumentError, NonFiniteError
+from ..errors import InvalidArgumentError, NonFiniteError, VidivError
 from .results import log_weights
 
 __all__ = ["fit"]
@@ -35,7 +35,7 @@ def _khat(svi, num_samples: int, args, kwargs) -> float:
     lw = (log_p - log_q).detach().cpu().to(torch.float64).numpy()
     try:
         return psis_khat(lw)
-    except NonFiniteError:
+    except VidivError:  # NaN weights or too few usable draws: record NaN, keep training
         return math.nan
 
 
