@@ -216,8 +216,8 @@ def test_logistic_regression_matches_nuts(hessian, num_samples):
     )
     m, C = np.asarray(result.state.mean), np.asarray(result.state.cov)
     sd = np.sqrt(np.diag(ref["cov"]))
-    # measured: exact max |Δmean|/sd 0.018, ‖ΔΣ‖_F/‖Σ‖_F 0.017; stein (S=16) 0.021 and 0.107,
-    # stein (S=64) ~0.05 (covariance fluctuation ∝ η/S)
+    # measured (max |Δmean|/sd, ‖ΔΣ‖_F/‖Σ‖_F, max |Δvar|/var): exact S=16 0.018, 0.017, 0.018;
+    # stein S=64 0.019, 0.051, 0.039 (with S=16: 0.021, 0.107: the covariance fluctuates ∝ η/S)
     assert np.max(np.abs(m - ref["mean"]) / sd) < 0.1
     rel = np.linalg.norm(C - ref["cov"]) / np.linalg.norm(ref["cov"])
     assert rel < 0.1

@@ -34,7 +34,7 @@ def test_exact_expected_gradients_reach_kl_1e_3_on_paper_target():
     fb = FBGVI(_mvn_model(target), init_scale=1.0, step_size=1.0)
     for _ in range(400):  # zero noise: ∇V, ∇²V at the mean = their expectations under q
         fb.step_with_noise(torch.zeros(1, 10))
-    assert _kl(fb, target) < 1e-3  # measured 5e-5
+    assert _kl(fb, target) < 1e-3  # measured 9.3e-5
 
 
 def test_one_sample_per_step_with_decaying_step_converges():
@@ -43,7 +43,7 @@ def test_one_sample_per_step_with_decaying_step_converges():
         _mvn_model(target), init_scale=1.0, step_size=1.0, num_samples=1, schedule=Decay(50.0)
     )
     losses = [fb.step() for _ in range(1500)]
-    assert _kl(fb, target) < 0.05  # measured 0.015
+    assert _kl(fb, target) < 0.05  # measured 0.021
     assert np.isfinite(losses).all() and abs(np.mean(losses[-300:])) < 0.5  # log Z = 0
 
 
