@@ -253,10 +253,10 @@ def main() -> None:
                 for seed in range(seeds):
                     kw = {k: v for k, v in cfg.items() if k != "kind"}
                     if cfg["kind"] == "fbgvi":
-                        out = run_fbgvi(target, seed, max_steps, chunk, **kw)
+                        one = run_fbgvi(target, seed, max_steps, chunk, **kw)
                     else:
-                        out = run_advi(target, seed, max_steps, chunk, **kw)
-                    runs.append(out)
+                        one = run_advi(target, seed, max_steps, chunk, **kw)
+                    runs.append(one)
                 per_grad = runs[0][3]
                 res = {
                     "target": target["name"],
