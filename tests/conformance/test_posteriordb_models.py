@@ -221,3 +221,10 @@ def test_noncentered_theta_is_the_transformed_parameter():
     np.testing.assert_allclose(
         np.asarray(tr["theta"]["value"]), ref["theta"][123], rtol=1e-5, atol=1e-5
     )
+
+
+def test_missing_folder_gives_a_clear_skip_reason(monkeypatch, tmp_path):
+    monkeypatch.setenv("VIDIV_POSTERIORDB", str(tmp_path / "nowhere"))
+    ok, why = registry.available()
+    assert not ok and "not found" in why and "VIDIV_POSTERIORDB" in why
+    assert registry.names() == []
