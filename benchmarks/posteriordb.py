@@ -111,7 +111,7 @@ def _float64() -> None:
 
 
 def run(methods=None, backends=("numpyro",), posteriors=None, steps=None, seed=0,
-        quick=False, progress=True) -> list[dict]:
+        quick=False, progress=True, on_row=None) -> list[dict]:
     """Run the benchmark; returns one dict per (posterior, backend, method) plus one NUTS row per
     posterior. ``steps`` overrides every method's step count; ``quick`` = one posterior (unless
     ``posteriors`` is given), 1/10 of the steps, 1000 draws per fit and a short single-chain NUTS
@@ -131,6 +131,8 @@ def run(methods=None, backends=("numpyro",), posteriors=None, steps=None, seed=0
     for name in posteriors:
         nuts = _nuts_row(name, seed, quick)
         rows.append(nuts)
+        if on_row:
+            on_row(rows)
         if progress:
             print(f"[{name}] NUTS {nuts['seconds']:.1f}s", file=sys.stderr, flush=True)
         for backend in backends:
@@ -143,6 +145,8 @@ def run(methods=None, backends=("numpyro",), posteriors=None, steps=None, seed=0
                     row["nuts_seconds"] = nuts["seconds"]
                     row["time_fraction_of_nuts"] = row["seconds"] / nuts["seconds"]
                 rows.append(row)
+                if on_row:
+                    on_row(rows)
                 if progress:
                     print(f"[{name}] {backend} {row['method']}: {row['status']} "
                           f"{row.get('seconds', float('nan')):.1f}s {row.get('note', '')}",
@@ -216,22 +220,25 @@ def main(argv=None) -> int:
     except ImportError:
         pass
     t0 = time.perf_counter()
-    rows = run(a.methods, a.backends, a.posteriors, a.steps, a.seed, a.quick)
-    summary = goal_summary(rows)
-    table = markdown(rows)
-    print(table)
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(rows, complete=False):
+        config = {"quick": a.quick, "seed": a.seed, "steps": a.steps or STEPS,
+                  "backends": a.backends, "machine": platform.machine(), "cpus": os.cpu_count(),
+                  "total_seconds": time.perf_counter() - t0, "complete": complete,
+                  "note": "shared, loaded CPU: timings indicative; NUTS timed in the same process"}
+        out.write_text(json.dumps({"config": config, "rows": rows, "goal": goal_summary(rows)},
+                                  indent=1, default=float))
+
+    rows = run(a.methods, a.backends, a.posteriors, a.steps, a.seed, a.quick, on_row=save)
+    save(rows, complete=True)
+    print(markdown(rows))
     print()
-    for s in summary:
+    for s in goal_summary(rows):
         flag = "met" if s["goal_met"] else "not met"
         kind = "Gaussian-representable" if s["gaussian_geometry"] else "non-Gaussian geometry"
         print(f"- {s['posterior']} ({s['backend']}, {kind}): best {s['best_method']}, goal {flag}")
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    config = {"quick": a.quick, "seed": a.seed, "steps": a.steps or STEPS, "machine":
-              platform.machine(), "cpus": os.cpu_count(), "total_seconds": time.perf_counter() - t0,
-              "note": "shared, loaded CPU: timings indicative; NUTS timed in the same process"}
-    out.write_text(json.dumps({"config": config, "rows": rows, "goal": summary}, indent=1,
-                              default=float))
     return 0
 
 
