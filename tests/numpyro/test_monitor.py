@@ -74,3 +74,38 @@ def test_progress_bar_and_bad_arguments(capsys):
     with pytest.raises(VidivError, match="expects a numpyro.infer.SVI"):
         vn.fit(object(), KEY, 10)
     assert jnp.isfinite(res.losses).all()
+
+
+def test_float32_fit_and_datatree_in_a_fresh_process():
+    """Without jax_enable_x64 (the test suite turns it on): float32 losses, one compilation,
+    and a DataTree whose log weights match a float32 evaluation."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import jax, jax.numpy as jnp, numpy as np, numpyro, numpyro.distributions as dist
+        from numpyro.infer import SVI, Trace_ELBO
+        from numpyro.infer.autoguide import AutoMultivariateNormal
+        import vidiv.numpyro as vn
+        def model(y):
+            mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
+            s = numpyro.sample("s", dist.HalfNormal(2.0))
+            with numpyro.plate("obs", y.shape[0]):
+                numpyro.sample("y", dist.Normal(mu, s), obs=y)
+        y = jnp.asarray(np.random.default_rng(0).normal(1.0, 2.0, size=50), jnp.float32)
+        guide = AutoMultivariateNormal(model)
+        svi = SVI(model, guide, numpyro.optim.Adam(lambda i: 0.05 * 0.99**i), Trace_ELBO())
+        res = vn.fit(svi, jax.random.PRNGKey(0), 200, y, monitor_every=100,
+                     num_khat_samples=200, progress_bar=False)
+        dt = vn.to_datatree(model, guide, res.params, y, rng_key=jax.random.PRNGKey(1),
+                            num_samples=300, losses=res)
+        print(res.losses.dtype, res.info["num_compilations"], np.isfinite(res.khat).all(),
+              dt["posterior"]["mu"].shape, dt["log_likelihood"]["y"].dims, dt.attrs["khat"] < 1)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "float32 1 True (1, 300) ('chain', 'draw', 'obs') True"
