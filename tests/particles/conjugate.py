@@ -41,3 +41,10 @@ def standardised_errors(samples: dict) -> dict[str, float]:
         x = np.asarray(samples[name], dtype=np.float64)
         out[name] = float(np.max(np.abs(x.mean(0) - mean) / sd))
     return out
+
+
+def prior_particles(num: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Initial particles drawn from the priors (numpy; identical for both backends)."""
+    rng = np.random.default_rng(seed)
+    return {"w": rng.dirichlet(ALPHA, size=num), "mu": rng.normal(0.0, 2.0, size=num),
+            "tau": rng.gamma(3.0, 1 / 2.0, size=num), "p": rng.beta(2.0, 3.0, size=num)}

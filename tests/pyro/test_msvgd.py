@@ -85,7 +85,8 @@ def test_gamma_site_has_the_right_mean_and_variance():
         pyro.sample("x", dist.Gamma(2.0, 1.0))
 
     optim = _decaying(torch.optim.Adam, 0.1, 0.995)
-    svgd = MirroredSVGD(model, 200, optim=optim)
+    x0 = np.random.default_rng(0).uniform(0.1, 1.0, size=200)  # far from Gamma(2, 1)
+    svgd = MirroredSVGD(model, 200, optim=optim, init={"x": x0})
     x = _fit(svgd, optim, 800)["x"].numpy()
     assert x.shape == (200,) and np.all(x > 0)
     assert x.mean() == pytest.approx(2.0, rel=0.05)
@@ -115,7 +116,8 @@ def test_mixed_sites_match_the_exact_posterior(variant):
     from tests.particles import conjugate as cj
 
     optim = _decaying(torch.optim.Adam, 0.2, 0.99)
-    svgd = MirroredSVGD(conjugate_model, 50, optim=optim, variant=variant)
+    svgd = MirroredSVGD(conjugate_model, 50, optim=optim, variant=variant,
+                        init=cj.prior_particles(50))
     samples = _fit(svgd, optim, 300)
     assert {k: tuple(v.shape) for k, v in samples.items()} == {
         "w": (50, 3), "mu": (50,), "tau": (50,), "p": (50,)}

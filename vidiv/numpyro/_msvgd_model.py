@@ -35,22 +35,28 @@ class MSVGDRunResult(NamedTuple):
 
 
 def inspect_model(model: Callable, rng_key, args, kwargs):
-    """Trace ``model`` once: the layout of its latent sites (model order)."""
-    trace = handlers.trace(handlers.seed(model, rng_key)).get_trace(*args, **kwargs)
+    """Trace ``model`` once, abstractly (``jax.eval_shape``: nothing is sampled or compiled):
+    the layout of its latent sites in model order."""
     sites = []
-    for name, site in trace.items():
-        if site["type"] != "sample" or site["is_observed"]:
-            continue
-        if site.get("infer", {}).get("is_auxiliary"):
-            continue
-        shape = tuple(jnp.shape(site["value"]))
-        sites.append((name, map_for_support(site["fn"].support, name), shape))
+
+    def trace_once(key):
+        trace = handlers.trace(handlers.seed(model, key)).get_trace(*args, **kwargs)
+        for name, site in trace.items():
+            if site["type"] != "sample" or site["is_observed"]:
+                continue
+            if site.get("infer", {}).get("is_auxiliary"):
+                continue
+            sites.append((name, site["fn"].support, tuple(jnp.shape(site["value"]))))
+        return 0
+
+    jax.eval_shape(trace_once, rng_key)
     if not sites:
         raise ModelStructureError(
             "MirroredSVGD found no latent sample sites in the model; every numpyro.sample site "
             "is observed. Add at least one latent numpyro.sample statement."
         )
-    return Layout(sites)
+    return Layout([(name, map_for_support(support, name), shape)
+                   for name, support, shape in sites])
 
 
 def prior_draws(model: Callable, layout: Layout, rng_key, num_particles: int, args, kwargs):
@@ -60,7 +66,7 @@ def prior_draws(model: Callable, layout: Layout, rng_key, num_particles: int, ar
         trace = handlers.trace(handlers.seed(model, key)).get_trace(*args, **kwargs)
         return {n: trace[n]["value"] for n in layout.names}
 
-    return jax.vmap(one)(jax.random.split(rng_key, num_particles))
+    return jax.jit(jax.vmap(one))(jax.random.split(rng_key, num_particles))
 
 
 def log_p_and_grads(model: Callable, values: dict, args, kwargs, grad: bool = True):

@@ -46,6 +46,11 @@ from ._msvgd_model import (
 __all__ = ["MirroredSVGD", "MSVGDState", "MSVGDRunResult"]
 
 
+def _strong(tree):
+    """Fixed, non-weak dtypes for every leaf, so a jitted chunk sees one signature."""
+    return jax.tree_util.tree_map(lambda a: jnp.asarray(a).astype(jnp.result_type(a)), tree)
+
+
 class MirroredSVGD:
     """Mirrored SVGD / SVMD driver for a NumPyro model (``init`` / ``update`` / ``run``).
 
@@ -104,7 +109,7 @@ class MirroredSVGD:
             values = self._check_init()
         eta = self.layout.to_dual(values)
         zero = jnp.zeros((), jnp.int32)
-        return MSVGDState(self.optim.init(eta), zero, zero - 1)
+        return _strong(MSVGDState(self.optim.init(eta), zero, zero - 1))
 
     def _check_init(self) -> dict:
         out = {}
@@ -142,7 +147,7 @@ class MirroredSVGD:
     def direction(self, state: MSVGDState, *args, **kwargs) -> jnp.ndarray:
         """The Stein direction ``φ`` ``(P, n)`` at the particles of ``state`` (no step)."""
         self._need_init()
-        return self._phi(state, args, kwargs)[1]
+        return jax.jit(lambda st: self._phi(st, args, kwargs)[1])(state)
 
     def update(self, state: MSVGDState, *args, **kwargs):
         """One step; returns ``(state, stats)`` with ``stats = {"loss": mean −log p,
@@ -152,14 +157,16 @@ class MirroredSVGD:
         finite = jnp.all(jnp.isfinite(phi)) & jnp.all(jnp.isfinite(log_p))
         ok = finite & (state.nonfinite_step < 0)
         new_opt = self.optim.update(-phi, state.optim_state)
+        # keep the old dtypes: jax's optimisers promote float32 states to float64 under x64
         opt_state = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(ok, new, old), new_opt, state.optim_state
+            lambda new, old: jnp.where(ok, new, old).astype(old.dtype), new_opt,
+            state.optim_state,
         )
         bad = jnp.where((~finite) & (state.nonfinite_step < 0), state.step,
                         state.nonfinite_step)
         stats = {"loss": -jnp.mean(log_p), "phi_rms": jnp.sqrt(jnp.mean(phi * phi)),
                  "finite": finite}
-        return MSVGDState(opt_state, state.step + 1, bad), stats
+        return _strong(MSVGDState(opt_state, state.step + 1, bad)), stats
 
     def run(self, rng_key, num_steps: int, *args, progress_bar: bool = True,
             init_state: MSVGDState | None = None, **kwargs) -> MSVGDRunResult:
@@ -167,8 +174,8 @@ class MirroredSVGD:
         num_steps = check_num_particles(num_steps, minimum=1, name="num_steps")
         state = self.init(rng_key, *args, **kwargs) if init_state is None else init_state
         self._need_init()
-        n_chunks = min(num_steps, 20) if progress_bar else 1
-        length = math.ceil(num_steps / n_chunks)
+        length = math.ceil(num_steps / 20) if progress_bar else num_steps
+        n_chunks = math.ceil(num_steps / length)
         start = int(state.step)
 
         def body(st, _):
@@ -212,15 +219,36 @@ class MirroredSVGD:
     def log_p(self, state: MSVGDState, *args, **kwargs) -> jnp.ndarray:
         """``log p(x, θ_p)`` per particle ``(P,)``."""
         self._need_init()
-        return log_p_and_grads(self.model, self._values(state), args, kwargs, grad=False)[0]
+        return jax.jit(
+            lambda st: log_p_and_grads(self.model, self._values(st), args, kwargs, grad=False)[0]
+        )(state)
 
-    def to_datatree(self, state: MSVGDState, *args, **kwargs):
-        """The particles as an ArviZ ``DataTree`` (``vidiv.diagnostics.to_datatree``)."""
+    def to_datatree(self, state: MSVGDState | MSVGDRunResult, *args, **kwargs):
+        """The particles as an ArviZ ``DataTree`` (``vidiv.diagnostics.to_datatree``); pass the
+        ``run`` result to include its loss trace."""
         from ..diagnostics import to_datatree
 
+        losses = None
+        if isinstance(state, MSVGDRunResult):
+            state, losses = state.state, np.asarray(state.losses)
         samples = {n: np.asarray(v) for n, v in self.get_samples(state).items()}
         log_p = np.asarray(self.log_p(state, *args, **kwargs))
         attrs = {"objective": f"MirroredSVGD({self.variant})", "backend": "numpyro",
                  "num_particles": self.num_particles, "kernel": self.kernel,
                  "num_steps": int(state.step)}
-        return to_datatree(samples, log_p=log_p, log_q=None, attrs=attrs)
+        return to_datatree(samples, log_p=log_p, log_q=None, losses=losses, attrs=attrs)
+
+    def ksd(self, state: MSVGDState, *args, **kwargs) -> float:
+        """Kernel Stein discrepancy (``vidiv.diagnostics.ksd``, IMQ) of the dual particles
+        against the dual target ``p_H`` (score ``∇_η log p_H``, no normalising constant)."""
+        from ..diagnostics import ksd
+
+        self._need_init()
+
+        def dual(st):
+            values = self._values(st)
+            _, grads = log_p_and_grads(self.model, values, args, kwargs)
+            return self.optim.get_params(st.optim_state), self.layout.dual_score(values, grads)
+
+        eta, score = jax.jit(dual)(state)
+        return ksd(np.asarray(eta), np.asarray(score))
