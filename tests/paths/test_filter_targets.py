@@ -112,6 +112,10 @@ def test_bad_input_messages():
 
 def test_estimator_scope_nests_and_resets():
     assert resolve_estimator("auto") == "kl"
+    assert resolve_estimator("auto", values_detached=True) == "lv"
+    assert resolve_estimator("kl", values_detached=True) == "kl"
+    with estimator_scope("kl"):
+        assert resolve_estimator("auto", values_detached=True) == "kl"
     with estimator_scope("lv"):
         assert resolve_estimator("auto") == "lv"
         assert resolve_estimator("kl") == "kl"

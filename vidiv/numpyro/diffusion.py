@@ -25,8 +25,9 @@ Which graph is built (see :mod:`vidiv.paths.modes`):
 * ``estimator="kl"``: reparameterised through the whole chain, running cost
   :math:`\frac12\|u\|^2\Delta t` plus the Itô term; ``Trace_ELBO`` then minimises the path KL
   and ``AlphaDivergence`` the path Rényi bound.
-* ``estimator="auto"`` (default): ``"lv"`` inside ``vidiv.paths.estimator_scope("lv")``, else
-  ``"kl"``.
+* ``estimator="auto"`` (default): ``"lv"`` when the objective detaches sample values
+  (``vidiv.numpyro.LogVariance``, ``ChiSquaredVIS``) or inside
+  ``vidiv.paths.estimator_scope("lv")``, else ``"kl"`` (:mod:`vidiv.paths.modes`).
 
 With ``use_score=True`` (default) the drift also sees :math:`\nabla\log\rho(x)`, the gradient of
 the model's unconstrained log joint (PIS "score" parameterisation, clipped at ``score_clip``).
@@ -89,6 +90,17 @@ def _init_layer(shape, last: bool, init_scale: float):
         return init_scale * jax.random.normal(key, shape, dtype) / math.sqrt(shape[0])
 
     return init
+
+
+def _values_detached() -> bool:
+    """True when vidiv's detach-samples handler (all values) encloses this guide call."""
+    try:
+        from ._traces import detach_samples
+    except ImportError:  # pragma: no cover
+        return False
+    from numpyro.primitives import _PYRO_STACK
+
+    return any(isinstance(h, detach_samples) and not h.only_nonreparam for h in _PYRO_STACK)
 
 
 class DiffusionGuide(DiffusionResultsMixin, AutoContinuous):
@@ -208,7 +220,7 @@ class DiffusionGuide(DiffusionResultsMixin, AutoContinuous):
 
     def _sample_latent(self, *args, **kwargs):
         sample_shape = tuple(kwargs.pop("sample_shape", ()))
-        estimator = resolve_estimator(self.estimator)
+        estimator = resolve_estimator(self.estimator, _values_detached())
         net, coef = self._params()
         key = numpyro.prng_key()
         if key is None:

@@ -2,10 +2,17 @@ r"""Which gradient estimator a diffusion guide builds: ``"lv"`` or ``"kl"``.
 
 A guide cannot see the loss that runs it, yet the two estimators need different computation
 graphs (detached trajectory vs reparameterised trajectory). ``DiffusionGuide(estimator=...)``
-takes ``"lv"``, ``"kl"`` or ``"auto"`` (default). ``"auto"`` reads the innermost
-:func:`estimator_scope`: a loss that wants the log-variance graph (``LogVariance``) wraps its guide
-calls in ``estimator_scope("lv")``; everywhere else (``Trace_ELBO``, ``AlphaDivergence``,
-``Predictive``) ``"auto"`` means ``"kl"``, which is correct for every reparameterised objective.
+takes ``"lv"``, ``"kl"`` or ``"auto"`` (default). ``"auto"`` resolves, in this order, to
+
+1. the innermost :func:`estimator_scope`, if any;
+2. ``"lv"`` when the enclosing objective *detaches the guide's sample values* (vidiv's
+   ``LogVariance``, ``ChiSquaredVIS``: their particle traces run the guide under vidiv's
+   detach-samples handler, which the adapters detect on the effect-handler stack). With values
+   detached only ``log q`` can carry a gradient, and the detached-trajectory graph makes that
+   gradient the score of the path density (at :math:`\mathrm{sg}(u)=u`,
+   :math:`\nabla[u\cdot(\mathrm{sg}(u)-\frac12u)\Delta t+u\cdot\Delta W]=\nabla u\cdot\Delta W`);
+3. ``"kl"`` otherwise (``Trace_ELBO``, ``AlphaDivergence``, ``Predictive``): correct for every
+   reparameterised objective.
 
 Example
 -------
@@ -24,7 +31,7 @@ from collections.abc import Iterator
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["estimator_scope", "resolve_estimator", "check_estimator"]
+__all__ = ["estimator_scope", "resolve_estimator", "check_estimator", "current_scope"]
 
 _SCOPE: contextvars.ContextVar[str | None] = contextvars.ContextVar("vidiv_path_est", default=None)
 _CHOICES = ("auto", "lv", "kl")
@@ -52,8 +59,14 @@ def estimator_scope(estimator: str) -> Iterator[None]:
         _SCOPE.reset(token)
 
 
-def resolve_estimator(estimator: str) -> str:
-    """``"lv"``/``"kl"`` as given; ``"auto"`` from the innermost scope, else ``"kl"``."""
+def current_scope() -> str | None:
+    """The innermost :func:`estimator_scope` value, or ``None`` outside any scope."""
+    return _SCOPE.get()
+
+
+def resolve_estimator(estimator: str, values_detached: bool = False) -> str:
+    """``"lv"``/``"kl"`` as given; ``"auto"``: the innermost scope, else ``"lv"`` if the caller
+    reports detached sample values, else ``"kl"``."""
     if check_estimator(estimator) != "auto":
         return estimator
-    return _SCOPE.get() or "kl"
+    return _SCOPE.get() or ("lv" if values_detached else "kl")

@@ -12,7 +12,8 @@ constrained sites follow as in ``AutoContinuous`` (``Delta`` with the log-det-Ja
 
 ``estimator="lv"`` builds the log-variance graph (trajectory from the detached control, no
 backpropagation through the solver), ``"kl"`` the reparameterised path KL, ``"auto"`` picks
-``"lv"`` inside ``vidiv.paths.estimator_scope("lv")`` and ``"kl"`` otherwise.
+``"lv"`` when the objective detaches sample values (``vidiv.pyro.LogVariance``,
+``ChiSquaredVIS``) or inside ``vidiv.paths.estimator_scope("lv")``, and ``"kl"`` otherwise.
 
 Example
 -------
@@ -55,6 +56,17 @@ from ..paths.filter import MAX_RND, check_trajectories
 from ._diffusion_model import DriftNet, log_target, model_plate_nesting, particle_shape
 
 __all__ = ["DiffusionGuide"]
+
+
+def _values_detached() -> bool:
+    """True when vidiv's ``DetachSamples`` handler encloses this guide call."""
+    try:
+        from ._traces import DetachSamples
+    except ImportError:  # pragma: no cover
+        return False
+    from pyro.poutine.runtime import _PYRO_STACK
+
+    return any(isinstance(h, DetachSamples) for h in _PYRO_STACK)
 
 
 class DiffusionGuide(AutoContinuous):
@@ -133,7 +145,7 @@ class DiffusionGuide(AutoContinuous):
     def get_posterior(self, *args, **kwargs):
         """Simulate one trajectory per element of the enclosing particle plates and return
         ``Delta(x_N, log_density=log q_path, event_dim=1)``."""
-        estimator = resolve_estimator(self.estimator)
+        estimator = resolve_estimator(self.estimator, _values_detached())
         pyro.module(f"{self._pyro_name}.drift", self.drift)
         shape = particle_shape()
         batch = int(np.prod(shape)) if shape else 1
