@@ -212,3 +212,13 @@ def test_to_datatree_and_ksd():
                                svgd.log_p().numpy(), rtol=1e-12)
     assert dt.attrs["objective"] == "MirroredSVGD(msvgd)"
     assert dt["optimization"]["loss"].shape == (100,)
+
+
+def test_model_that_does_not_broadcast_is_rejected():
+    def model():
+        loc = pyro.sample("loc", dist.Normal(torch.zeros(2), 1.0).to_event(1))
+        with pyro.plate("data", 3):
+            pyro.sample("y", dist.Normal(loc[..., 0][..., None], 1.0), obs=torch.zeros(3))
+
+    with pytest.raises(ModelStructureError, match="site 'y' has log_prob shape"):
+        MirroredSVGD(model, 4).step()

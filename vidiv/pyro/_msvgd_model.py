@@ -85,6 +85,22 @@ class VectorizedModel:
             trace = poutine.trace(self).get_trace(*args, **kwargs)
         return {n: self.squeeze(n, trace.nodes[n]["value"].detach()) for n in self.infos}
 
+    def _per_particle(self, name: str, lp: torch.Tensor) -> torch.Tensor:
+        """Sum a site's log_prob over the model's own batch dims, keeping the particle dim."""
+        if lp.dim() > self.depth + 1 or (
+            lp.dim() == self.depth + 1 and lp.shape[0] not in (1, self.num_particles)
+        ):
+            raise ModelStructureError(
+                f"site {name!r} has log_prob shape {tuple(lp.shape)} inside MirroredSVGD's "
+                f"particle plate (dim {-(self.depth + 1)}, size {self.num_particles}): the model "
+                "does not broadcast over a leading batch dimension. As with pyro.infer.SVGD, "
+                "index with [..., i] instead of adding dims (e.g. x[..., None]) and declare "
+                "batch dims with pyro.plate."
+            )
+        if lp.dim() == self.depth + 1:  # (P, *batch)
+            return lp.reshape(lp.shape[0], -1).sum(-1)
+        return lp.sum()  # does not vary over particles
+
     def log_p(self, values: dict, args, kwargs, grad: bool = True):
         """Per-particle ``log p(x, θ)`` ``(P,)`` and ``{site: ∇_θ log p}`` ``(P, *shape)``."""
         leaves = {n: self.expand(n, v.detach()).requires_grad_(grad) for n, v in values.items()}
@@ -95,13 +111,8 @@ class VectorizedModel:
                 )
             trace.compute_log_prob()
             total = 0.0
-            for _, site in _sample_sites(trace):
-                lp = site["log_prob"]
-                if lp.dim() == self.depth + 1:  # (P, *batch): sum over the model's own dims
-                    lp = lp.reshape(lp.shape[0], -1).sum(-1)
-                else:  # does not vary over particles
-                    lp = lp.sum()
-                total = total + lp
+            for name, site in _sample_sites(trace):
+                total = total + self._per_particle(name, site["log_prob"])
             log_p = torch.as_tensor(total).expand(self.num_particles)
             if not grad:
                 return log_p.detach(), None
