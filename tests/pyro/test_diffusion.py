@@ -9,7 +9,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro import poutine
-from pyro.infer import SVI, Trace_ELBO
+from pyro.infer import SVI, Predictive, Trace_ELBO
 
 from vidiv.errors import InvalidArgumentError, VidivError
 from vidiv.paths import estimator_scope, targets
@@ -40,6 +40,9 @@ def test_untrained_guide_is_the_reference_and_weights_are_exact():
     assert abs(elbo.loss(lognormal_model, guide)) < 1e-12
     lz = guide.log_z(500)
     assert abs(lz["log_z"]) < 1e-12 and lz["ess"] == pytest.approx(500.0)
+    # Predictive runs the guide inside its own vectorised plate
+    pred = Predictive(lognormal_model, guide=guide, num_samples=5, parallel=True)()
+    assert pred["z"].shape == (5, 3) and pred["s"].numel() == 5
 
 
 def _perturbed_guide(estimator):
