@@ -93,7 +93,7 @@ def _loss_grads(make_loss, guide, seed=9):
     pyro.set_rng_seed(seed)
     value = loss.differentiable_loss(lognormal_model, guide)
     grads = torch.autograd.grad(value, list(guide.drift.parameters()))
-    return float(value), torch.cat([g.reshape(-1) for g in grads])
+    return float(value.detach()), torch.cat([g.reshape(-1) for g in grads])
 
 
 def test_auto_estimator_follows_the_objective():
