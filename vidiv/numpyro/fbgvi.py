@@ -50,6 +50,7 @@ class FBGVIState(NamedTuple):
     rng_key: jax.Array
     step: jax.Array  # int, number of updates done
     nonfinite_step: jax.Array  # int, first step whose update was non-finite (-1: none)
+    step_size: jax.Array  # base η₀ (a traced value: re-initialising never reuses a stale η₀)
 
 
 class FBGVIResult(NamedTuple):
@@ -138,7 +139,8 @@ class FBGVI:
         if self.step_size is None:
             V = flat.potential(args, kwargs)
             self.eta0 = default_step_size(np.asarray(jax.hessian(V)(m0)))
-        return FBGVIState(m0, L0 @ L0.T, L0, k_state, jnp.array(0), jnp.array(-1))
+        eta0 = jnp.asarray(self.eta0, dtype=m0.dtype)
+        return FBGVIState(m0, L0 @ L0.T, L0, k_state, jnp.array(0), jnp.array(-1), eta0)
 
     # ---------------------------------------------------------------- one step
     def _update(self, state: FBGVIState, eps: jax.Array, args: tuple, kwargs: dict):
@@ -151,7 +153,7 @@ class FBGVI:
         else:
             H = stein_hessian(X, grads, m, cov, center=not self.antithetic)
         g = mean_gradient(grads)
-        eta = self.eta0 * self.schedule(state.step)
+        eta = state.step_size * self.schedule(state.step)
         step = fbgvi_step if self.variant == "fbgvi" else bwgd_step
         m_new, cov_new = step(m, cov, g, H, eta)
         L_new = jnp.linalg.cholesky(cov_new)  # NaN when BWGD lost positive definiteness
@@ -168,6 +170,7 @@ class FBGVI:
             state.rng_key,
             state.step + jnp.where(ok, 1, 0),
             bad_step,
+            state.step_size,
         )
         return new_state, jnp.where(live, loss, jnp.nan)
 
