@@ -72,8 +72,9 @@ def methods(k: int) -> dict[str, ELBO]:
     }
 
 
-def train(loss, model, guide, data, budget_s, lr0, half_life, key, chunk=250):
-    """Run SVI in jitted chunks of ``chunk`` steps until ``budget_s`` seconds (compile excluded)."""
+def train(loss, model, guide, data, budget_s, lr0, half_life, key, chunk=250, max_steps=None):
+    """Run SVI in jitted chunks of ``chunk`` steps until ``budget_s`` seconds (compile excluded)
+    or, if ``max_steps`` is given, for exactly that many steps (rounded up to a chunk)."""
     svi = SVI(model, guide, numpyro.optim.Adam(lambda i: lr0 * 0.5 ** (i / half_life)), loss=loss)
     state = svi.init(key, data)
 
@@ -83,7 +84,7 @@ def train(loss, model, guide, data, budget_s, lr0, half_life, key, chunk=250):
 
     run_chunk.lower(state).compile()
     steps, start, losses = 0, time.perf_counter(), []
-    while time.perf_counter() - start < budget_s:
+    while (steps < max_steps) if max_steps else (time.perf_counter() - start < budget_s):
         state, chunk_losses = run_chunk(state)
         chunk_losses.block_until_ready()
         losses.append(float(jnp.mean(chunk_losses)))
@@ -136,7 +137,7 @@ def is_log_lik(model, guide, params, x, num_samples, key):
     return float(out["log_marginal"]) / x.shape[0]
 
 
-def bench_mixture(k, budget, seed):
+def bench_mixture(k, budget, seed, max_steps=None):
     x_train, x_test = mixture_data(seed)
     bounds = [(1e-3, 1 - 1e-3), (1e-3, 10.0)]
     ml = minimize(lambda t: -mixture_ll(t, x_train), [0.5, 2.0], bounds=bounds).x
@@ -144,7 +145,8 @@ def bench_mixture(k, budget, seed):
     xt, xs = jnp.asarray(x_train), jnp.asarray(x_test)
     for name, loss in methods(k).items():
         params, steps, secs, _ = train(loss, mixture_model, mixture_guide, xt, budget, 0.03,
-                                       1500.0, jax.random.key(seed))  # fmt: skip
+                                       1500.0, jax.random.key(seed),
+                                       max_steps=max_steps)  # fmt: skip
         theta = (float(params["pi"]), float(params["mu"]))
         rows[name] = {
             "pi": theta[0], "mu": theta[1], "test_ll": mixture_ll(theta, x_test),
@@ -198,12 +200,13 @@ def vae_guide(x, batch=100):
         numpyro.sample("z", dist.Normal(loc, jnp.exp(log_scale)).to_event(1))
 
 
-def bench_vae(k, budget, seed):
+def bench_vae(k, budget, seed, max_steps=None):
     x_train, x_test = (jnp.asarray(a) for a in digits(seed))
     rows = {}
     for name, loss in methods(k).items():
         params, steps, secs, losses = train(loss, vae_model, vae_guide, x_train, budget, 3e-3,
-                                            4000.0, jax.random.key(seed))  # fmt: skip
+                                            4000.0, jax.random.key(seed),
+                                            max_steps=max_steps)  # fmt: skip
         rows[name] = {
             "test_ll_is": is_log_lik(vae_model, vae_guide, params, x_test, 1000,
                                      jax.random.key(99)),
@@ -231,23 +234,32 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=None, help="seconds per method")
     parser.add_argument("--particles", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="equal steps instead of equal wall-clock (same for every method)")
+    parser.add_argument("--only", choices=["mixture", "vae"], default=None)
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "vis.json"))
     args = parser.parse_args()
     jax.config.update("jax_enable_x64", True)
     mix_budget = args.budget or (5.0 if args.quick else 40.0)
     vae_budget = args.budget or (10.0 if args.quick else 120.0)
-    mix = bench_mixture(args.particles, mix_budget, args.seed)
-    _print(f"(a) mixture, K={args.particles}, {mix_budget:.0f} s per method "
-           "(test_ll exact per point; ML = maximum likelihood)", mix,
-           ["pi", "mu", "test_ll", "test_ll_is", "steps", "seconds"])  # fmt: skip
-    vae = bench_vae(args.particles, vae_budget, args.seed)
-    _print(f"(b) VAE on 8x8 digits, K={args.particles}, {vae_budget:.0f} s per method "
-           "(IS log-lik per image, 1000 samples)", vae,
-           ["test_ll_is", "train_ll_is", "steps", "seconds"])  # fmt: skip
+    mix = vae = None
+    budget = f"{args.steps} steps" if args.steps else None
+    if args.only in (None, "mixture"):
+        mix = bench_mixture(args.particles, mix_budget, args.seed, args.steps)
+        _print(f"(a) mixture, K={args.particles}, {budget or f'{mix_budget:.0f} s'} per method "
+               "(test_ll exact per point; ML = maximum likelihood)", mix,
+               ["pi", "mu", "test_ll", "test_ll_is", "steps", "seconds"])  # fmt: skip
+    if args.only in (None, "vae"):
+        vae = bench_vae(args.particles, vae_budget, args.seed, args.steps)
+        _print(f"(b) VAE on 8x8 digits, K={args.particles}, {budget or f'{vae_budget:.0f} s'} "
+               "per method (IS log-lik per image, 1000 samples)", vae,
+               ["test_ll_is", "train_ll_is", "steps", "seconds"])  # fmt: skip
     result = {
         "benchmark": "vis",
         "backend": "numpyro",
         "particles": args.particles,
-        "budget_seconds": {"mixture": mix_budget, "vae": vae_budget},
+        "budget": {"steps": args.steps} if args.steps
+        else {"seconds": {"mixture": mix_budget, "vae": vae_budget}},
         "quick": args.quick,
         "mixture": mix,
         "vae_digits": vae,
@@ -255,7 +267,7 @@ def main() -> None:
                     "jax": jax.__version__, "numpyro": numpyro.__version__,
                     "note": "shared CPU loaded by other jobs; wall-clock budgets are noisy"},
     }  # fmt: skip
-    out = Path(__file__).parent / "results" / "vis.json"
+    out = Path(args.out)
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {out}")
