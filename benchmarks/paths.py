@@ -222,35 +222,38 @@ def main(argv=None):
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = []
     header = (f"{'target':10s} {'backend':8s} {'sde':4s} {'loss':4s} {'|dlogZ|':>8s} "
-              f"{'ESS/N':>6s} {'modes':>7s} {'energy':>8s} {'sec':>7s}")
+              f"{'ESS/N':>6s} {'modes':>7s} {'min/max share':>14s} {'energy':>8s} {'sec':>7s}")
     print(header)
-    for name in args.targets.split(","):
-        plot_samples = {}
-        for sde in ("pis", "vp"):
-            for est in ("lv", "kl"):
-                out, x = run_numpyro(name, sde, est, cfg)
-                row = {"target": name, "backend": "numpyro", "sde": sde, "loss": est, **out}
-                rows.append(row)
-                plot_samples[f"{sde}/{est}"] = x
-                modes = (f"{out['modes_covered']}/{out['num_modes']}"
-                         if "modes_covered" in out else "-")
-                print(f"{name:10s} {'numpyro':8s} {sde:4s} {est:4s} {out['abs_dlogz']:8.4f} "
-                      f"{out['ess_frac']:6.3f} {modes:>7s} {out['energy_distance']:8.4f} "
-                      f"{out['seconds']:7.1f}", flush=True)
-        _plot(name, plot_samples, _exact(name, np.random.default_rng(7), 2000))
-    if not args.no_pyro and "gmm9" in args.targets:
-        for est in ("lv", "kl"):
-            out, _ = run_pyro_gmm(est, cfg)
-            rows.append({"target": "gmm9", "backend": "pyro", "sde": "pis", "loss": est, **out})
-            print(f"{'gmm9':10s} {'pyro':8s} {'pis':4s} {est:4s} {out['abs_dlogz']:8.4f} "
-                  f"{out['ess_frac']:6.3f} {out['modes_covered']}/9 "
-                  f"{out['energy_distance']:8.4f} {out['seconds']:7.1f}", flush=True)
     meta = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
             "quick": args.quick, "jax": jax.__version__, "numpyro": numpyro.__version__,
             "note": "2 shared CPU cores; wall-clock indicative. Same budget for LV and KL.",
             "funnel_ground_truth": str(FUNNEL_JSON.name) if FUNNEL_JSON.exists() else None}
     out_path = RESULTS / "paths.json"
-    out_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+    def emit(row):
+        rows.append(row)
+        out = row
+        modes = f"{out['modes_covered']}/{out['num_modes']}" if "modes_covered" in out else "-"
+        share = (f"{out['mode_frac_min'] * out['num_modes']:.2f}/"
+                 f"{out['mode_frac_max'] * out['num_modes']:.2f}" if "modes_covered" in out
+                 else "-")
+        print(f"{row['target']:10s} {row['backend']:8s} {row['sde']:4s} {row['loss']:4s} "
+              f"{out['abs_dlogz']:8.4f} {out['ess_frac']:6.3f} {modes:>7s} {share:>14s} "
+              f"{out['energy_distance']:8.4f} {out['seconds']:7.1f}", flush=True)
+        out_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+
+    for name in args.targets.split(","):
+        plot_samples = {}
+        for sde in ("pis", "vp"):
+            for est in ("lv", "kl"):
+                out, x = run_numpyro(name, sde, est, cfg)
+                emit({"target": name, "backend": "numpyro", "sde": sde, "loss": est, **out})
+                plot_samples[f"{sde}/{est}"] = x
+        _plot(name, plot_samples, _exact(name, np.random.default_rng(7), 2000))
+    if not args.no_pyro and "gmm9" in args.targets:
+        for est in ("lv", "kl"):
+            out, _ = run_pyro_gmm(est, cfg)
+            emit({"target": "gmm9", "backend": "pyro", "sde": "pis", "loss": est, **out})
     print(f"wrote {out_path}")
 
 
