@@ -173,9 +173,26 @@ def run_advi(target, seed, max_steps, chunk, lr, decay):
 
 
 # ------------------------------------------------------------------------------------ main
-def methods(d):
+def methods(d, lite=False):
     s_stein = 2 * max(1, math.ceil(d / 4))
     fb = dict(kind="fbgvi")
+    if lite:  # the configurations that won at d = 10, for the expensive targets
+        return {
+            "fbgvi-exact-anti": [
+                dict(fb, hessian="exact", num_samples=2, antithetic=True, eta=2.0, schedule=None)
+            ],
+            "fbgvi-stein-anti": [
+                dict(
+                    fb,
+                    hessian="stein",
+                    num_samples=s_stein,
+                    antithetic=True,
+                    eta=0.25,
+                    schedule=Decay(100.0),
+                )
+            ],
+            "advi": [dict(kind="advi", lr=lr, decay=True) for lr in (0.03, 0.1)],
+        }
     return {
         "fbgvi-exact": [
             dict(fb, hessian="exact", num_samples=1, antithetic=False, eta=e, schedule=Decay(t))
@@ -221,17 +238,25 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--seeds", type=int, default=None)
+    p.add_argument("--dims", type=int, nargs="*", default=None)
+    p.add_argument("--no-blr", action="store_true")
+    p.add_argument("--lite", action="store_true", help="only the d = 10 winners per method")
+    p.add_argument("--out", default=None)
     a = p.parse_args()
     if a.quick:
         targets = [gaussian_target(10, 10), gaussian_target(10, 1000), blr_target()]
         max_steps, seeds = a.max_steps or 5000, a.seeds or 1
     else:
-        targets = [gaussian_target(d, k) for d in (10, 50, 100) for k in (10, 100, 1000)]
-        targets.append(blr_target())
+        targets = [
+            gaussian_target(d, k) for d in (a.dims or (10, 50, 100)) for k in (10, 100, 1000)
+        ]
+        if not a.no_blr:
+            targets.append(blr_target())
         max_steps, seeds = a.max_steps or 10000, a.seeds or 1
     chunk = 20
     rows = []
     out = ROOT / "benchmarks" / "results" / ("fbgvi_quick.json" if a.quick else "fbgvi.json")
+    out = pathlib.Path(a.out) if a.out else out
     meta = {
         "max_steps": max_steps,
         "seeds": seeds,
@@ -246,7 +271,7 @@ def main() -> None:
         "| s to 0.01 | final KL |\n|---|---|---|---:|---:|---:|---:|---:|"
     )
     for target in targets:
-        for name, cfgs in methods(target["d"]).items():
+        for name, cfgs in methods(target["d"], a.lite).items():
             best = None
             for cfg in cfgs:
                 runs = []
