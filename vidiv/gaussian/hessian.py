@@ -14,7 +14,7 @@ Example::
 
     >>> import numpy as np
     >>> X = np.array([[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0], [0.0, -1.0]])
-    >>> G = 2.0 * X                      # V = |x|², ∇V = 2x, ∇²V = 2I, q = N(0, I)
+    >>> G = 2.0 * X                      # V = |x|², ∇V = 2x, ∇²V = 2I
     >>> stein_hessian(X, G, np.zeros(2), np.eye(2) * 0.5, center=False)  # Σ = ½I: X's spread
     array([[2., 0.],
            [0., 2.]])
