@@ -45,6 +45,7 @@ from vidiv._demo import models
 from vidiv.diagnostics import compare_to_reference, diagnose, plot
 
 warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm without ipywidgets
+warnings.filterwarnings("ignore", category=FutureWarning)  # xarray join default, in arviz-plots
 SMOKE = os.environ.get("VIDIV_SMOKE", "0") not in ("", "0")
 STEPS = 600 if SMOKE else 3000
 NUM_DRAWS = 2000
@@ -132,13 +133,14 @@ report_bad
 # %% [markdown]
 # **What went wrong, read off the report.** k̂ is above 0.7 and the IS-ESS is a few percent of
 # the draws. The evidence says the same thing independently: the IS estimate of log p(y) sits
-# *several nats below* the exact value although its standard error is small — the weights
-# never see the part of the posterior q misses (small τ, the neck of the funnel), so the estimate
-# is confidently wrong. The CUBO is an upper bound only in expectation over infinitely many
-# draws; with heavy-tailed weights its Monte Carlo estimate is biased low, and here it even
-# falls below the true log p(y): a **violated sandwich is itself a red flag**. On a real model
-# you do not know log p(y); then compare the IS estimate across objectives or guides, or
-# against a few MCMC chains.
+# more than a nat below the exact value although its standard error is a tenth of that — the
+# weights never see the part of the posterior q misses (small τ, the neck of the funnel), so the
+# estimate is confidently wrong. The sandwich is wide (CUBO − ELBO of several nats; it is 0 only
+# when q is the posterior). The CUBO is an upper bound only in expectation over infinitely many
+# draws: with heavy-tailed weights its Monte Carlo estimate is biased low and can even fall below
+# the true log p(y) (`sandwich_holds` is then False) — a **violated sandwich is itself a red
+# flag**. On a real model you do not know log p(y); then compare the IS estimate across
+# objectives or guides (the higher one with a good k̂ wins), or against a few MCMC chains.
 #
 # The k̂ recorded during training tells the same story, step by step:
 
