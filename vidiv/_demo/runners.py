@@ -110,7 +110,7 @@ def fit_numpyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
         dt = ms.to_datatree(res.state)
     else:
         guide = AutoMultivariateNormal(model)
-        optim = numpyro.optim.Adam(lambda i: 0.02 * 0.1 ** (i / steps))
+        optim = numpyro.optim.Adam(lambda i: 0.05 * 0.1 ** (i / steps))
         svi = SVI(model, guide, optim, loss=_numpyro_loss(method))
         res = svi.run(key, steps, progress_bar=progress)
         jax.block_until_ready(res.params)
@@ -180,7 +180,7 @@ def fit_pyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
         dt = ms.to_datatree()
     else:
         guide = AutoMultivariateNormal(model)
-        optim = pyro.optim.ClippedAdam({"lr": 0.02, "lrd": 0.1 ** (1 / steps)})
+        optim = pyro.optim.ClippedAdam({"lr": 0.05, "lrd": 0.1 ** (1 / steps)})
         svi = SVI(model, guide, optim, loss=_pyro_loss(method))
         losses = _pyro_loop(svi.step, steps, progress, METHODS[method])
         seconds = time.perf_counter() - t0
