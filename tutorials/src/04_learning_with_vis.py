@@ -253,6 +253,11 @@ vae["test gain over ELBO (nats/image)"] = vae["test log-lik"] - vae.loc["Trace_E
 vae.round(3)
 
 # %% [markdown]
+# **Reading the table.** Both multi-sample objectives beat the ELBO on held-out images (by about
+# 0.1 nats per image in the full run), and VIS and IWAE end up level with each other: with a
+# 2-D latent space and a Gaussian encoder, the posterior of z given an image is close enough to
+# Gaussian that the ELBO's bias is small here, unlike in the mixture above.
+#
 # On the left: the 2-D latent codes (encoder means) of the held-out digits under the VIS-trained
 # VAE, coloured by the digit's label (which the VAE never saw). On the right: decoder means over a
 # grid of latent points — what the learned generative model thinks digits look like.
