@@ -33,7 +33,9 @@ class DiffusionResultsMixin:
             def run(key, params, args, kwargs):
                 net, coef = handlers.substitute(self._params, data=params)()
                 x, log_q = self.simulate(net, coef, key, num_samples, "lv", args, kwargs)
-                with handlers.block():
+                # model param sites take their fitted values (the potential alone would use
+                # their init values)
+                with handlers.block(), handlers.substitute(data=params):
                     log_p = self._log_target_fn(args, kwargs)(x)
                 return x, log_p, log_q
 

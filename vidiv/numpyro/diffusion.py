@@ -31,6 +31,10 @@ Which graph is built (see :mod:`vidiv.paths.modes`):
 
 With ``use_score=True`` (default) the drift also sees :math:`\nabla\log\rho(x)`, the gradient of
 the model's unconstrained log joint (PIS "score" parameterisation, clipped at ``score_clip``).
+The feature is only an input of the drift (any function of :math:`x` keeps :math:`\log q` exact);
+inside the guide it is evaluated with the model's own ``numpyro.param`` sites at their initial
+values, while the importance weights (:meth:`sample_with_log_weights`, :meth:`log_z`) use the
+fitted ones.
 
 Example
 -------
