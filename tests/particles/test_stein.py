@@ -196,3 +196,21 @@ def test_bad_options(kwargs, match):
     opts = {"variant": "msvgd", "kernel": "imq", "mode": "joint", "threshold": 0.98} | kwargs
     with pytest.raises(InvalidArgumentError, match=match):
         check_options(**opts)
+
+
+@pytest.mark.parametrize("variant", ["msvgd", "svmd"])
+def test_direction_vanishes_at_the_target(variant):
+    """Stein identity: with 400 exact Dirichlet(α) draws the direction is small (Monte Carlo
+    error only); with draws of Dirichlet(reversed α) it is not (measured ratios 15.5, 18.5)."""
+    from vidiv.particles import mirrored_direction
+
+    alpha = np.array([10.0, 12.0, 8.0, 15.0])
+    lay = Layout([("w", SimplexEntropic(), (4,))])
+    rng = np.random.default_rng(0)
+
+    def rms(w):
+        phi = mirrored_direction(lay, {"w": w}, {"w": (alpha - 1) / w}, variant=variant)
+        return np.sqrt(np.mean(phi**2))
+
+    exact, wrong = rms(rng.dirichlet(alpha, 400)), rms(rng.dirichlet(alpha[::-1], 400))
+    assert wrong > 8.0 * exact, (exact, wrong)
