@@ -99,7 +99,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress=not args.no_progress,
             )
             return 0
-        if importlib.util.find_spec("benchmarks.posteriordb") is None:
+        sys.path.insert(0, ".")
+        if importlib.util.find_spec("benchmarks") is None or (
+            importlib.util.find_spec("benchmarks.posteriordb") is None
+        ):
             print(
                 "vidiv: error: 'vidiv bench' runs benchmarks/posteriordb.py; run it from the root "
                 "of a vidiv source checkout",
@@ -115,17 +118,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _bench_argv(args: argparse.Namespace) -> list[str]:
-    argv = [
-        "--backend",
-        args.backend,
-        "--methods",
-        args.methods,
-        "--posteriors",
-        args.posteriors,
-        "--seed",
-        str(args.seed),
-    ]
-    return argv + (["--quick"] if args.quick else [])
+    """Translate `vidiv bench` flags (comma lists) to benchmarks/posteriordb.py's."""
+    argv = ["--seed", str(args.seed)]
+    for flag, value in (
+        ("--backends", args.backend),
+        ("--methods", args.methods),
+        ("--posteriors", args.posteriors),
+    ):
+        if value != "all":
+            argv += [flag, *[v.strip() for v in value.split(",") if v.strip()]]
+    if args.quick:  # a smoke run must not overwrite the recorded results
+        argv += ["--quick", "--out", "benchmarks/results/posteriordb_quick.json"]
+    return argv
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -67,3 +67,27 @@ def test_bad_flags_one_line_and_exit_2(args, message):
     assert message in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert res.stdout == ""
+
+
+def test_bench_flags_translate_to_the_benchmark_script():
+    from vidiv.cli import _bench_argv, build_parser
+
+    args = build_parser().parse_args(
+        ["bench", "--quick", "--backend", "numpyro", "--methods", "alpha,vis"]
+    )
+    assert _bench_argv(args) == [
+        "--seed", "0", "--backends", "numpyro", "--methods", "alpha", "vis",
+        "--quick", "--out", "benchmarks/results/posteriordb_quick.json",
+    ]  # fmt: skip
+
+
+def test_bench_outside_a_checkout_exits_2(tmp_path):
+    res = subprocess.run(
+        [sys.executable, "-m", "vidiv.cli", "bench", "--quick"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 2
+    assert "run it from the root of a vidiv source checkout" in res.stderr
