@@ -90,7 +90,7 @@ def fit_numpyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
     key, draw_key = jax.random.split(jax.random.PRNGKey(seed))
     t0 = time.perf_counter()
     if method == "fbgvi":
-        fb = vn.FBGVI(model)
+        fb = vn.FBGVI(model, num_samples=4, antithetic=True, schedule="decay")
         res = fb.run(key, steps, progress_bar=progress)
         jax.block_until_ready(res.params)
         seconds = time.perf_counter() - t0
@@ -104,7 +104,9 @@ def fit_numpyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
             objective="FBGVI",
         )
     elif method == "msvgd":
-        ms = vn.MirroredSVGD(model, num_particles=100, optim=numpyro.optim.Adam(0.05))
+        ms = vn.MirroredSVGD(
+            model, num_particles=100, optim=numpyro.optim.RMSProp(lambda i: 0.1 * 0.01 ** (i / steps))
+        )
         res = ms.run(key, steps, progress_bar=progress)
         seconds = time.perf_counter() - t0
         dt = ms.to_datatree(res.state)
@@ -167,7 +169,7 @@ def fit_pyro(method: str, steps: int, seed: int, progress: bool) -> Fit:
     model = models.pyro_model()
     t0 = time.perf_counter()
     if method == "fbgvi":
-        fb = vp.FBGVI(model)
+        fb = vp.FBGVI(model, num_samples=4, antithetic=True, schedule="decay")
         losses = _pyro_loop(fb.step, steps, progress, "FBGVI")
         seconds = time.perf_counter() - t0
         dt = vp.to_datatree(

@@ -12,6 +12,7 @@ from vidiv.gaussian.schedule import (
     Constant,
     Decay,
     check_step_size,
+    curvature_capped,
     default_step_size,
     resolve_schedule,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "bwgd_step",
     "check_step_size",
     "default_step_size",
+    "curvature_capped",
     "fbgvi_step",
     "forward_step",
     "free_energy",

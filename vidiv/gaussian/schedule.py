@@ -31,7 +31,14 @@ import numpy as np
 
 from vidiv.errors import InvalidArgumentError
 
-__all__ = ["Constant", "Decay", "resolve_schedule", "default_step_size", "check_step_size"]
+__all__ = [
+    "Constant",
+    "Decay",
+    "resolve_schedule",
+    "default_step_size",
+    "curvature_capped",
+    "check_step_size",
+]
 
 
 @dataclass(frozen=True)
@@ -107,3 +114,26 @@ def default_step_size(hess: Any, fraction: float = 0.5, fallback: float = 1e-2) 
     if not np.isfinite(top) or top <= 0:
         return float(fallback)
     return float(fraction / top)
+
+
+def curvature_capped(step_size: Any, hess: Any, fraction: float = 0.5) -> Any:
+    r"""``min(step_size, fraction / λ_max(sym H))`` for the current Hessian estimate ``H``
+    (no cap when H has no positive eigenvalue). Backend-agnostic and jit-safe.
+
+    With η ≤ ½/λ_max the forward map ``I − ηH`` keeps every eigenvalue in [½, 1] along positive
+    curvature, so a step never overshoots where the posterior is sharper than at the start (e.g.
+    a hierarchical scale moving into its funnel). The drivers apply it when no ``step_size`` is
+    given; an explicit ``step_size`` is used as is.
+
+    >>> import numpy as np
+    >>> float(curvature_capped(1.0, np.diag([4.0, 1.0])))
+    0.125
+    """
+    from .._backend import namespace
+
+    xp = namespace(hess)
+    h = 0.5 * (hess + xp.permute_dims(hess, (1, 0)))
+    top = xp.linalg.eigvalsh(h)[-1]
+    positive = top > 0
+    cap = xp.where(positive, fraction / xp.where(positive, top, xp.ones_like(top)), xp.inf)
+    return xp.minimum(xp.asarray(step_size, dtype=h.dtype), cap)

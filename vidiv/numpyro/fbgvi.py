@@ -30,6 +30,7 @@ from vidiv.errors import InvalidArgumentError, check_num_particles
 from vidiv.gaussian import (
     bwgd_step,
     check_step_size,
+    curvature_capped,
     default_step_size,
     fbgvi_step,
     free_energy,
@@ -154,6 +155,8 @@ class FBGVI:
             H = stein_hessian(X, grads, m, cov, center=not self.antithetic)
         g = mean_gradient(grads)
         eta = state.step_size * self.schedule(state.step)
+        if self.step_size is None:  # default: also never exceed ½/λ_max of the current Hessian
+            eta = curvature_capped(eta, H)
         step = fbgvi_step if self.variant == "fbgvi" else bwgd_step
         m_new, cov_new = step(m, cov, g, H, eta)
         L_new = jnp.linalg.cholesky(cov_new)  # NaN when BWGD lost positive definiteness

@@ -29,6 +29,7 @@ from vidiv.errors import InvalidArgumentError, NonFiniteError, check_num_particl
 from vidiv.gaussian import (
     bwgd_step,
     check_step_size,
+    curvature_capped,
     default_step_size,
     fbgvi_step,
     free_energy,
@@ -155,6 +156,8 @@ class FBGVI:
         if H is None:
             H = stein_hessian(X, grads, m, cov, center=not self.antithetic)
         eta = self.eta0 * float(self.schedule(self.num_steps))
+        if self.step_size is None:  # default: also never exceed ½/λ_max of the current Hessian
+            eta = curvature_capped(eta, H)
         update = fbgvi_step if self.variant == "fbgvi" else bwgd_step
         m_new, cov_new = update(m, cov, mean_gradient(grads), H, eta)
         L_new, info = torch.linalg.cholesky_ex(cov_new)
