@@ -25,9 +25,10 @@ def vis_guide_surrogate(log_p: Array, log_q: Array) -> Array:
 
     The gradient is the score form :math:`-\sum_s \mathrm{softmax}(2\log w)_s\,\nabla\log q(z_s)`
     (``log_p`` is detached here; the caller passes ``z`` detached, so only ``log q`` carries a
-    gradient). This is :math:`\tfrac12\nabla\log\hat V` taken through ``log q`` alone, the
-    surrogate ``0.5 r + 0.5 sg(r)`` of the reference code. It cannot collapse the guide the way the
-    reparameterised CUBO does.
+    gradient). It is a self-normalised estimate of :math:`\nabla_\phi\log V(\phi) =
+    -E_q[w^2\nabla\log q]/E_q[w^2]` itself (for fixed samples it is half the gradient of
+    :math:`\log\hat V` through ``log q``, hence the surrogate ``0.5 r + 0.5 sg(r)`` of the reference
+    code). Unlike the reparameterised CUBO it cannot collapse the guide.
     """
     check_pair(log_p, log_q)
     S = log_p.shape[0]
