@@ -76,3 +76,21 @@ def test_bad_input_messages():
         psis_khat(np.full(20, -np.inf))
     with pytest.raises(NonFiniteError, match=r"\+inf"):
         psis_khat(np.r_[np.arange(20.0), np.inf])
+
+
+def test_fewer_than_25_draws_give_nan_khat_not_an_exception():
+    """ArviZ fits the tail to >= 5 draws (20% of S): with 10 <= S < 25 k-hat is NaN, the weights
+    are the raw self-normalised ones, and diagnose says to draw more."""
+    import math
+
+    from vidiv.diagnostics import diagnose, psis_khat, psis_log_weights, to_datatree
+
+    rng = np.random.default_rng(3)
+    lw = rng.normal(size=20)
+    assert math.isnan(psis_khat(lw))
+    smoothed, _ = psis_log_weights(lw)
+    np.testing.assert_allclose(np.exp(smoothed), np.exp(lw) / np.exp(lw).sum())
+    dt = to_datatree({"z": rng.normal(size=20)}, log_p=lw, log_q=np.zeros(20))
+    report = diagnose(dt)
+    assert report.verdict == "unavailable"
+    assert "needs at least 25" in report.message

@@ -123,10 +123,14 @@ def psis_log_weights(log_w) -> tuple[np.ndarray, float]:
         )
     try:
         smoothed, khat = array_stats.psislw(-lw[finite], r_eff=1.0)
-    except ValueError as err:  # every tail value identical: flat tail, bounded weights
-        if "same" not in str(err):
-            raise
-        return np.full(lw.shape, -math.log(lw.shape[0])), -math.inf
+    except ValueError as err:
+        if "same" in str(err):  # every tail value identical: flat tail, bounded weights
+            return np.full(lw.shape, -math.log(lw.shape[0])), -math.inf
+        if "n_draws_tail" in str(err):  # < 25 draws: the tail fit needs >= 5 of them
+            raw = np.full(lw.shape, -math.inf)
+            raw[finite] = lw[finite] - np.logaddexp.reduce(lw[finite])
+            return raw, math.nan
+        raise
     out = np.full(lw.shape, -math.inf)
     out[finite] = smoothed
     return out, float(khat)

@@ -44,6 +44,11 @@ def verdict_for(khat: float, num_draws: int) -> tuple[str, str]:
     from .psis import khat_threshold
 
     thr = khat_threshold(num_draws)
+    if math.isnan(khat) and num_draws < 25:
+        return "unavailable", (
+            f"Only {num_draws} draws: the Pareto tail fit behind k-hat needs at least 25 "
+            "(5 in the tail). Draw more samples from q (a few hundred or more)."
+        )
     if math.isnan(khat):
         return "unavailable", (
             "No log q(z) for these draws (e.g. particles), so there are no importance weights: "
