@@ -25,28 +25,21 @@ import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 from torch.distributions import transform_to
 
-from vidiv.errors import InvalidArgumentError, NonFiniteError, check_num_particles
+from vidiv.errors import NonFiniteError
 from vidiv.gaussian import (
     bwgd_step,
-    check_step_size,
     curvature_capped,
     default_step_size,
     fbgvi_step,
     free_energy,
     mean_gradient,
     mean_hessian,
-    resolve_schedule,
     stein_hessian,
 )
+from vidiv.gaussian.options import fbgvi_options
 from vidiv.pyro._fbgvi_model import FlatPotential, check_structure
 
 __all__ = ["FBGVI"]
-
-
-def _check_choice(value: str, name: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise InvalidArgumentError(f"{name} must be one of {choices}, got {value!r}.")
-    return value
 
 
 class FBGVI:
@@ -76,19 +69,11 @@ class FBGVI:
         antithetic: bool = False,
     ):
         self.model = model
-        self.step_size = check_step_size(step_size)
-        self.num_samples = check_num_particles(num_samples, name="num_samples")
-        self.hessian = _check_choice(hessian, "hessian", ("exact", "stein"))
-        self.variant = _check_choice(variant, "variant", ("fbgvi", "bwgd"))
-        self.schedule = resolve_schedule(schedule)
-        self.init_scale = check_step_size(init_scale, name="init_scale")
+        (self.step_size, self.num_samples, self.hessian, self.variant, self.schedule,
+         self.init_scale, self.antithetic) = fbgvi_options(
+            step_size, num_samples, hessian, variant, schedule, init_scale, antithetic
+        )  # fmt: skip
         self.init_loc_fn = init_loc_fn
-        self.antithetic = bool(antithetic)
-        if self.antithetic and self.num_samples % 2:
-            raise InvalidArgumentError(
-                f"antithetic=True pairs each draw ε with −ε, so num_samples must be even, got "
-                f"{num_samples}; pass e.g. num_samples={self.num_samples + 1}."
-            )
         extra = {} if init_loc_fn is None else {"init_loc_fn": init_loc_fn}
         self.guide = AutoMultivariateNormal(model, init_scale=self.init_scale, **extra)
         self._flat: FlatPotential | None = None
