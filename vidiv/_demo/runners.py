@@ -142,7 +142,9 @@ def _pyro_loss(method: str):
     import vidiv.pyro as vp
 
     return {
-        "trace_elbo": lambda: pyro.infer.Trace_ELBO(num_particles=8, vectorize_particles=True),
+        "trace_elbo": lambda: pyro.infer.Trace_ELBO(
+            num_particles=8, vectorize_particles=True, max_plate_nesting=1
+        ),
         "alpha": lambda: vp.AlphaDivergence(alpha=0.5, num_particles=16),
         "vis": lambda: vp.ChiSquaredVIS(num_particles=64),
         "logvar": lambda: vp.LogVariance(num_particles=16),
