@@ -10,7 +10,6 @@ import numpy as np
 import numpyro
 import numpyro.distributions as dist
 import pytest
-from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoNormal
 from numpyro.infer.elbo import ELBO
@@ -109,44 +108,10 @@ def test_guide_gradient_matches_finite_difference_of_log_v():
 
 # ---- model learning on an identifiable mixture (issue 4) --------------------------------------
 
-PI, MU = 0.7, 3.0
-
-
-def _mixture_data():
-    rng = np.random.default_rng(0)
-
-    def draw(n):
-        z = np.where(rng.random(n) < PI, MU, -MU) + rng.normal(size=n)
-        return z + 2.0 * rng.normal(size=n)
-
-    return draw(1000), draw(1000)
-
-
-def _mean_log_lik(theta, x):
-    """Exact per-point log-likelihood: x ~ pi N(mu, 5) + (1 - pi) N(-mu, 5)."""
-    pi, mu = theta
-    sd = np.sqrt(5.0)
-    return np.mean(np.logaddexp(np.log(pi) + norm.logpdf(x, mu, sd),
-                                np.log1p(-pi) + norm.logpdf(x, -mu, sd)))  # fmt: skip
-
-
-def mixture_model(x, batch=100):
-    pi = numpyro.param("pi", 0.5, constraint=constraints.unit_interval)
-    mu = numpyro.param("mu", 1.0, constraint=constraints.positive)
-    with numpyro.plate("data", x.shape[0], subsample_size=batch) as idx:
-        prior = dist.MixtureSameFamily(dist.Categorical(probs=jnp.stack([pi, 1.0 - pi])),
-                                       dist.Normal(jnp.stack([mu, -mu]), 1.0))  # fmt: skip
-        z = numpyro.sample("z", prior)
-        numpyro.sample("x", dist.Normal(z, 2.0), obs=x[idx])
-
-
-def mixture_guide(x, batch=100):
-    """Amortised Gaussian q(z | x): mean and log-scale linear in x."""
-    a, b = numpyro.param("a", 0.0), numpyro.param("b", 0.0)
-    c, d = numpyro.param("c", 0.0), numpyro.param("d", 0.0)
-    with numpyro.plate("data", x.shape[0], subsample_size=batch) as idx:
-        xb = x[idx]
-        numpyro.sample("z", dist.Normal(a * xb + b, jnp.exp(c * xb + d)))
+# data, exact marginal log-likelihood, model and amortised guide: the same as benchmarks/vis.py
+from benchmarks.vis import mixture_data as _mixture_data  # noqa: E402
+from benchmarks.vis import mixture_guide, mixture_model  # noqa: E402,F401
+from benchmarks.vis import mixture_ll as _mean_log_lik  # noqa: E402
 
 
 def _fit_mixture(loss, steps, lr, decay, x):
