@@ -109,9 +109,7 @@ def fit_numpyro(name: str, method: str, steps: int, seed: int, lap: Laplace):
     if method == "fbgvi":
         fb = vn.FBGVI(model, num_samples=4, schedule="decay", init_loc_fn=init_loc)
         state = fb.init(key)
-        loc, cov = lap.reordered(fb._flat.order)
-        state = state._replace(mean=jnp.asarray(loc), cov=jnp.asarray(cov),
-                               scale_tril=jnp.linalg.cholesky(jnp.asarray(cov)))
+        state = fb.set_gaussian(state, *lap.reordered(list(fb.latent_shapes)))
         res = fb.run(key, steps, progress_bar=False, init_state=state)
         guide, params, losses = fb.guide, res.params, res.losses
     else:
@@ -165,11 +163,8 @@ def fit_pyro(name: str, method: str, steps: int, seed: int, lap: Laplace):
         return time.perf_counter() - t0, ms.to_datatree()
     if method == "fbgvi":
         fb = vp.FBGVI(model, num_samples=4, schedule="decay", init_loc_fn=init_loc)
-        fb._setup((), {})  # builds the guide; then its state is set to the Laplace Gaussian
-        loc, cov = lap.reordered(list(fb.guide._unconstrained_shapes))
-        fb.mean, fb.cov = torch.as_tensor(loc), torch.as_tensor(cov)
-        fb.scale_tril = torch.linalg.cholesky(fb.cov)
-        fb._write_guide()
+        fb.setup()  # builds the guide; then its state is set to the Laplace Gaussian
+        fb.set_gaussian(*lap.reordered(list(fb.latent_shapes)))
         losses = [fb.step() for _ in range(steps)]
         guide = fb.guide
     else:

@@ -40,22 +40,42 @@ def numpyro_model(y):
     [("exact", "fbgvi", 1), ("stein", "fbgvi", 3), ("exact", "bwgd", 2)],
 )
 def test_same_iterates_for_same_noise(hessian, variant, num_samples):
+    _compare(hessian, variant, num_samples, start=None)
+
+
+def test_same_iterates_from_the_same_set_gaussian_start():
+    # an arbitrary correlated start in the flat layout z (2,), log a (); the default step size is
+    # re-derived at its mean by both drivers
+    rng = np.random.default_rng(3)
+    A = rng.standard_normal((3, 3))
+    start = (np.array([0.5, -0.3, 0.2]), 0.05 * (A @ A.T) + 0.02 * np.eye(3))
+    _compare("exact", "fbgvi", 2, start=start)
+
+
+def _compare(hessian, variant, num_samples, start):
     kw = dict(num_samples=num_samples, hessian=hessian, variant=variant, schedule=Decay(10.0))
     pf = PFBGVI(pyro_model, **kw)
     nf = NFBGVI(numpyro_model, **kw)
     y_t, y_j = torch.tensor(Y), jnp.asarray(Y)
     state = nf.init(jax.random.PRNGKey(0), y_j)
+    if start is not None:
+        pf.setup(y_t)
+        assert list(pf.latent_shapes) == list(nf.latent_shapes) == ["z", "a"]
+        pf.set_gaussian(*start)
+        state = nf.set_gaussian(state, *start)
     noise = np.random.default_rng(1).standard_normal((25, num_samples, 3)) * 0.5
     for k in range(25):
         loss_p = pf.step_with_noise(torch.tensor(noise[k]), y_t)
         state, loss_n = nf.update_with_noise(state, jnp.asarray(noise[k]), y_j)
         if k == 0:  # default step size 0.5 / λ_max(∇²V(m0)) agrees
             assert pf.eta0 == pytest.approx(nf.eta0, rel=1e-12)
+            assert start is None or pf.eta0 == pytest.approx(float(state.step_size), rel=1e-12)
         np.testing.assert_allclose(pf.mean.numpy(), np.asarray(state.mean), rtol=0, atol=1e-8)
         np.testing.assert_allclose(pf.cov.numpy(), np.asarray(state.cov), rtol=0, atol=1e-8)
         assert loss_p == pytest.approx(float(loss_n), abs=1e-8)
     # both moved away from the start: the comparison is not between two initial states
-    assert np.abs(pf.mean.numpy()).max() > 0.1
+    m_start = np.zeros(3) if start is None else start[0]
+    assert np.abs(pf.mean.numpy() - m_start).max() > 0.1
     # the exposed guides agree too
     np.testing.assert_allclose(
         (pf.guide.scale[:, None] * pf.guide.scale_tril).detach().numpy(),

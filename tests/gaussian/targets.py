@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vidiv.errors import InvalidArgumentError, NonFiniteError
+
 
 @dataclass
 class GaussianTarget:
@@ -32,3 +34,29 @@ def paper_target(d: int = 10, cond: float = 200.0, seed: int = 0) -> GaussianTar
     Q = random_rotation(d, rng)
     cov = Q @ np.diag(np.geomspace(1.0, cond, d)) @ Q.T
     return GaussianTarget(mean=rng.uniform(size=d), cov=0.5 * (cov + cov.T))
+
+
+def bad_gaussians(good_m, good_c):
+    """(mean, cov, error class, exact message) for ``set_gaussian`` on a model with latent
+    sites z (2,) then a () (d = 3), each input wrong in one way; shared by both backends' tests."""
+    asym = good_c.copy()
+    asym[0, 2] = 0.01
+    where = "sites in the order of latent_shapes (z (2,), a ()), each raveled"
+    return [
+        (np.zeros(2), good_c, InvalidArgumentError,
+         f"mean must have shape (3,): the flat unconstrained latent vector, {where}; got shape "
+         "(2,)."),
+        (good_m, np.eye(2), InvalidArgumentError,
+         "cov must have shape (3, 3) over the same flat vector as mean (z (2,), a ()); got "
+         "shape (2, 2)."),
+        (np.r_[np.nan, 0.0, 0.0], good_c, NonFiniteError,
+         "mean has NaN or inf entries; pass finite values (e.g. a Laplace approximation, or a "
+         "previous fit's mean and cov)."),
+        (good_m, asym, InvalidArgumentError,
+         "cov is not symmetric (max |cov - cov.T| = 0.01); pass a covariance matrix, e.g. "
+         "0.5 * (cov + cov.T) if the asymmetry is round-off."),
+        (good_m, np.diag([1.0, -1.0, 2.0]), InvalidArgumentError,
+         "cov is not positive definite (eigenvalues from -1 to 2); FBGVI needs a full-rank "
+         "Gaussian: add jitter (cov + 1e-6 * I) or, for a Laplace approximation from an "
+         "indefinite Hessian, clip its eigenvalues."),
+    ]

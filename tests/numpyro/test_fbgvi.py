@@ -3,6 +3,8 @@ constrained sites, bad input."""
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,8 +13,8 @@ import numpyro.distributions as dist
 import pytest
 from numpyro.infer import Predictive
 
-from tests.gaussian.targets import paper_target
-from vidiv.errors import InvalidArgumentError, ModelStructureError, VidivError
+from tests.gaussian.targets import bad_gaussians, paper_target
+from vidiv.errors import InvalidArgumentError, ModelStructureError, NonFiniteError, VidivError
 from vidiv.gaussian import Decay, gaussian_kl
 from vidiv.numpyro import FBGVI
 
@@ -293,3 +295,69 @@ def test_posteriordb_sblrc_blr_means_match_reference():
     # the constrained summaries through the guide: median of sigma near the reference median
     med = fb.guide.median(result.params)
     assert abs(float(med["sigma"]) - np.median(ref["sigma"])) < 0.1 * ref["sigma"].std()
+
+
+# ----------------------------------------------------------------- set_gaussian (warm start)
+def _two_site_posterior(y):
+    # z ~ N(0, 2² I), y_i ~ N(z0 + z1, 1); log a ~ N(0.5, 0.4²) (no data on a)
+    prec_z = np.eye(2) / 4.0 + y.shape[0] * np.ones((2, 2))
+    cov = np.zeros((3, 3))
+    cov[:2, :2] = np.linalg.inv(prec_z)
+    cov[2, 2] = 0.4**2
+    return np.r_[cov[:2, :2] @ (np.ones(2) * float(y.sum())), 0.5], cov
+
+
+def test_set_gaussian_to_exact_posterior_gives_closed_form_median_and_quantiles():
+    y = jnp.asarray(np.random.default_rng(0).normal(1.0, 1.0, size=10))
+    fb = FBGVI(_two_site_model(y), num_samples=2, antithetic=True)
+    state = fb.init(jax.random.PRNGKey(0))
+    assert fb.latent_shapes == {"z": (2,), "a": ()}
+    mean, cov = _two_site_posterior(np.asarray(y))
+    state = fb.set_gaussian(state, mean, cov)
+    # re-derived at the new mean: V is quadratic, λ_max(∇²V) = 2n + 1/4
+    assert fb.eta0 == pytest.approx(0.5 / 20.25) and float(state.step_size) == fb.eta0
+    params = fb.get_params(state)
+    med = fb.guide.median(params)
+    np.testing.assert_allclose(med["z"], mean[:2], rtol=1e-12)
+    np.testing.assert_allclose(med["a"], np.exp(mean[2]), rtol=1e-12)
+    q = fb.guide.quantiles(params, [0.1, 0.9])
+    sd = np.sqrt(np.diag(cov))
+    z90 = 1.2815515655446004  # Φ⁻¹(0.9)
+    np.testing.assert_allclose(q["z"][1], mean[:2] + z90 * sd[:2], rtol=1e-10)
+    np.testing.assert_allclose(q["a"][0], np.exp(mean[2] - z90 * sd[2]), rtol=1e-10)
+    # run(init_state=...) continues from it; the potential in (z, log a) is exactly Gaussian, so
+    # with antithetic pairs the exact posterior is a fixed point of every step
+    assert fb.antithetic
+    result = fb.run(jax.random.PRNGKey(1), 50, progress_bar=False, init_state=state)
+    assert int(result.state.step) == 50
+    np.testing.assert_allclose(np.asarray(result.params["auto_loc"]), mean, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(result.state.cov), cov, atol=1e-10)
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_step_from_the_exact_gaussian_stays_there(antithetic):
+    target = paper_target(d=10, cond=200.0, seed=0)
+    # zero noise (∇V, ∇²V at the mean = their expectations) or antithetic pairs (exact pair
+    # average on a Gaussian target): the target is a fixed point of the forward-backward map
+    fb = FBGVI(_mvn_model(target), step_size=0.5, num_samples=2, antithetic=antithetic)
+    state = fb.set_gaussian(fb.init(jax.random.PRNGKey(0)), target.mean, target.cov)
+    for _ in range(5):
+        if antithetic:
+            state, _ = fb.update(state)
+        else:
+            state, _ = fb.update_with_noise(state, jnp.zeros((1, 10)))
+    np.testing.assert_allclose(np.asarray(state.mean), target.mean, atol=1e-10)
+    np.testing.assert_allclose(np.asarray(state.cov), target.cov, rtol=0, atol=1e-9)
+    assert int(state.step) == 5 and _kl(state, target) < 1e-12
+
+
+def test_set_gaussian_bad_input_errors():
+    y = jnp.asarray(np.random.default_rng(0).normal(1.0, 1.0, size=10))
+    fb = FBGVI(_two_site_model(y))
+    with pytest.raises(InvalidArgumentError, match=r"not initialised yet: call fb.init"):
+        _ = fb.latent_shapes
+    state = fb.init(jax.random.PRNGKey(0))
+    for mean, cov, error, message in bad_gaussians(*_two_site_posterior(np.asarray(y))):
+        with pytest.raises(error, match=f"^{re.escape(message)}$"):
+            fb.set_gaussian(state, mean, cov)
+    assert issubclass(NonFiniteError, VidivError)

@@ -3,6 +3,8 @@ real AutoMultivariateNormal), constrained sites, bad input."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pyro
 import pyro.distributions as dist
@@ -10,7 +12,7 @@ import pytest
 import torch
 from pyro.infer import Predictive
 
-from tests.gaussian.targets import paper_target
+from tests.gaussian.targets import bad_gaussians, paper_target
 from vidiv.errors import InvalidArgumentError, ModelStructureError, NonFiniteError, VidivError
 from vidiv.gaussian import Decay, gaussian_kl
 from vidiv.pyro import FBGVI
@@ -148,3 +150,52 @@ def test_structure_and_argument_errors():
         FBGVI(discrete, variant="newton")
     with pytest.raises(InvalidArgumentError, match="step_size must be a finite positive"):
         FBGVI(discrete, step_size=0)
+
+
+# ----------------------------------------------------------------- set_gaussian (warm start)
+def test_set_gaussian_to_exact_posterior_gives_closed_form_median_and_quantiles():
+    y = torch.tensor(np.random.default_rng(0).normal(1.0, 1.0, size=10))
+    fb = FBGVI(_two_site_model(y))
+    fb.setup()
+    assert fb.latent_shapes == {"z": torch.Size([2]), "a": torch.Size([])}
+    mean, cov = _two_site_posterior(y.numpy())
+    fb.set_gaussian(mean, cov)
+    assert fb.eta0 == pytest.approx(0.5 / 21)  # re-derived at the new mean (V is quadratic)
+    med = fb.guide.median()
+    torch.testing.assert_close(med["z"], torch.tensor(mean[:2]))
+    torch.testing.assert_close(med["a"], torch.tensor(np.exp(mean[2])))
+    q = fb.guide.quantiles([0.1, 0.9])
+    sd = np.sqrt(np.diag(cov))
+    z90 = 1.2815515655446004  # Φ⁻¹(0.9)
+    torch.testing.assert_close(q["z"][1], torch.tensor(mean[:2] + z90 * sd[:2]))
+    torch.testing.assert_close(q["a"][0], torch.tensor(np.exp(mean[2] - z90 * sd[2])))
+    torch.testing.assert_close(fb.guide.get_posterior().covariance_matrix.detach(),
+                               torch.tensor(cov))
+
+
+@pytest.mark.parametrize("antithetic", [False, True])
+def test_step_from_the_exact_gaussian_stays_there(antithetic):
+    target = paper_target(d=10, cond=200.0, seed=0)
+    # a step with the expected ∇V, ∇²V (zero noise: evaluated at the mean), or with random
+    # antithetic pairs, whose averaged ∇V is exact on a Gaussian target: the target is a fixed
+    # point of the forward-backward map (backward step inverts (I − ηΣ⁻¹)Σ(I − ηΣ⁻¹))
+    fb = FBGVI(_mvn_model(target), step_size=0.5, num_samples=2, antithetic=antithetic)
+    fb.set_gaussian(target.mean, target.cov)
+    for _ in range(5):
+        fb.step() if antithetic else fb.step_with_noise(torch.zeros(1, 10))
+    np.testing.assert_allclose(fb.mean.numpy(), target.mean, atol=1e-10)
+    np.testing.assert_allclose(fb.cov.numpy(), target.cov, rtol=0, atol=1e-9)
+    assert fb.num_steps == 5 and _kl(fb, target) < 1e-12
+    torch.testing.assert_close(fb.guide.loc.detach(), fb.mean)
+
+
+def test_set_gaussian_bad_input_errors():
+    y = torch.tensor(np.random.default_rng(0).normal(1.0, 1.0, size=10))
+    fb = FBGVI(_two_site_model(y))
+    with pytest.raises(InvalidArgumentError, match=r"not set up yet: call fb.setup"):
+        _ = fb.latent_shapes
+    fb.setup()
+    for mean, cov, error, message in bad_gaussians(*_two_site_posterior(y.numpy())):
+        with pytest.raises(error, match=f"^{re.escape(message)}$"):
+            fb.set_gaussian(mean, cov)
+    np.testing.assert_allclose(fb.mean.numpy(), 0.0)  # rejected input leaves the state as is

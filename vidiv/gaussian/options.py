@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from vidiv.errors import InvalidArgumentError, check_num_particles
+import numpy as np
+
+from vidiv.errors import InvalidArgumentError, NonFiniteError, check_num_particles
 
 from .schedule import check_step_size, resolve_schedule
 
-__all__ = ["FBGVIOptions", "fbgvi_options"]
+__all__ = ["FBGVIOptions", "check_gaussian", "fbgvi_options"]
 
 
 class FBGVIOptions(NamedTuple):
@@ -58,3 +60,56 @@ def fbgvi_options(
         check_step_size(init_scale, name="init_scale"),
         bool(antithetic),
     )
+
+
+def _layout_text(layout: dict) -> str:
+    return ", ".join(f"{k} {tuple(s)}" for k, s in layout.items())
+
+
+def check_gaussian(mean: Any, cov: Any, layout: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a user-given Gaussian N(mean, cov) over the drivers' flat unconstrained vector.
+
+    ``layout`` maps each latent site to its unconstrained shape, in flattening order (the
+    drivers' ``latent_shapes``). Returns float64 numpy copies, ``cov`` symmetrised exactly.
+    Raises :class:`~vidiv.errors.InvalidArgumentError` (shape, asymmetry, not positive definite)
+    or :class:`~vidiv.errors.NonFiniteError` (NaN/inf), each saying what to pass instead.
+
+    >>> m, c = check_gaussian([0.0, 1.0], [[2.0, 0.5], [0.5, 1.0]], {"z": (2,)})
+    >>> c.shape
+    (2, 2)
+    """
+    d = int(sum(int(np.prod(s)) for s in layout.values()))
+    sites = _layout_text(layout)
+    m, c = np.asarray(mean, dtype=np.float64), np.asarray(cov, dtype=np.float64)
+    if m.shape != (d,):
+        raise InvalidArgumentError(
+            f"mean must have shape ({d},): the flat unconstrained latent vector, sites in the "
+            f"order of latent_shapes ({sites}), each raveled; got shape {m.shape}."
+        )
+    if c.shape != (d, d):
+        raise InvalidArgumentError(
+            f"cov must have shape ({d}, {d}) over the same flat vector as mean ({sites}); got "
+            f"shape {c.shape}."
+        )
+    for name, value in (("mean", m), ("cov", c)):
+        if not np.isfinite(value).all():
+            raise NonFiniteError(
+                f"{name} has NaN or inf entries; pass finite values (e.g. a Laplace "
+                "approximation, or a previous fit's mean and cov)."
+            )
+    asym = float(np.abs(c - c.T).max())
+    if asym > 1e-8 * max(float(np.abs(c).max()), 1e-300):
+        raise InvalidArgumentError(
+            f"cov is not symmetric (max |cov - cov.T| = {asym:.3g}); pass a covariance matrix, "
+            "e.g. 0.5 * (cov + cov.T) if the asymmetry is round-off."
+        )
+    c = 0.5 * (c + c.T)
+    eig = np.linalg.eigvalsh(c)
+    low, high = float(eig[0]), float(eig[-1])
+    if not low > 1e-13 * abs(high):  # numerically: its Cholesky factor must exist
+        raise InvalidArgumentError(
+            f"cov is not positive definite (eigenvalues from {low:.3g} to {high:.3g}); FBGVI "
+            "needs a full-rank Gaussian: add jitter (cov + 1e-6 * I) or, for a Laplace "
+            "approximation from an indefinite Hessian, clip its eigenvalues."
+        )
+    return m, c

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.autoguide import AutoMultivariateNormal
 
-from vidiv.errors import check_num_particles
+from vidiv.errors import InvalidArgumentError, check_num_particles
 from vidiv.gaussian import (
     bwgd_step,
     curvature_capped,
@@ -37,7 +37,7 @@ from vidiv.gaussian import (
     mean_hessian,
     stein_hessian,
 )
-from vidiv.gaussian.options import fbgvi_options
+from vidiv.gaussian.options import check_gaussian, fbgvi_options
 from vidiv.numpyro._fbgvi_model import FlatPotential, check_structure
 
 __all__ = ["FBGVI", "FBGVIState", "FBGVIResult"]
@@ -76,6 +76,10 @@ class FBGVI:
     :param antithetic: draw ε and −ε in pairs (even ``num_samples``). The pair average of ∇V is
         exact for Gaussian targets and removes the linear part of the gradient noise otherwise;
         the Stein estimator is then used without centring (still unbiased).
+
+    Warm start (e.g. from a Laplace approximation): ``state = fb.init(key, *args)``, then
+    ``state = fb.set_gaussian(state, mean, cov)`` in the flat layout of :attr:`latent_shapes`,
+    then ``fb.run(key, n, *args, init_state=state)``.
     """
 
     def __init__(
@@ -99,6 +103,7 @@ class FBGVI:
         extra = {} if init_loc_fn is None else {"init_loc_fn": init_loc_fn}
         self.guide = AutoMultivariateNormal(model, init_scale=self.init_scale, **extra)
         self._flat: FlatPotential | None = None
+        self._init_potential: Callable | None = None
         self.eta0: float | None = self.step_size
         self._jit_update = jax.jit(self._update)
         self._jit_chunk = jax.jit(self._chunk, static_argnums=(3,))
@@ -122,11 +127,60 @@ class FBGVI:
         m0 = flat.init_flat if self.init_loc_fn is not None else jnp.zeros_like(flat.init_flat)
         d = flat.dim
         L0 = self.init_scale * jnp.eye(d, dtype=m0.dtype)
+        self._init_potential = flat.potential(args, kwargs)
         if self.step_size is None:
-            V = flat.potential(args, kwargs)
-            self.eta0 = default_step_size(np.asarray(jax.hessian(V)(m0)))
+            self.eta0 = default_step_size(np.asarray(jax.hessian(self._init_potential)(m0)))
         eta0 = jnp.asarray(self.eta0, dtype=m0.dtype)
         return FBGVIState(m0, L0 @ L0.T, L0, k_state, jnp.array(0), jnp.array(-1), eta0)
+
+    @property
+    def latent_shapes(self) -> dict[str, tuple]:
+        """Unconstrained shape of each latent site, in the order of the flat vector.
+
+        ``state.mean``/``state.cov`` live on the concatenation of these sites, each raveled
+        (row-major): the layout of the guide's ``auto_loc`` (sites in trace order). Available
+        after :meth:`init`.
+        """
+        if self._flat is None:
+            raise InvalidArgumentError(
+                "the FBGVI driver is not initialised yet: call fb.init(rng_key, *model_args) "
+                "first, so the latent sites and their flat layout are known."
+            )
+        return dict(self._flat.shapes)
+
+    def set_gaussian(self, state: FBGVIState, mean: Any, cov: Any) -> FBGVIState:
+        """A copy of ``state`` with q = N(mean, cov): warm start from e.g. a Laplace approximation.
+
+        ``mean`` (d,) and ``cov`` (d, d) live in the UNCONSTRAINED flat space of the guide: the
+        sites of :attr:`latent_shapes` concatenated in that order, each raveled (a positive site
+        enters as its log, etc.). The step counter and random key are kept and a non-finite flag
+        is cleared; with the default ``step_size=None``, η₀ is re-derived from the curvature at
+        the new mean (potential of the model arguments given to :meth:`init`). Raises
+        :class:`~vidiv.errors.VidivError` for a wrong shape, NaN/inf entries, or a ``cov`` that
+        is not symmetric positive definite.
+
+        Example::
+
+            fb = vidiv.numpyro.FBGVI(model)
+            state = fb.init(jax.random.PRNGKey(0), x, y)
+            print(fb.latent_shapes)          # {'w': (3,), 'sigma': ()}
+            state = fb.set_gaussian(state, loc, cov)   # d = 4: w then log(sigma)
+            result = fb.run(jax.random.PRNGKey(1), 1000, x, y, init_state=state)
+        """
+        m, c = check_gaussian(mean, cov, self.latent_shapes)
+        dtype = state.mean.dtype
+        m, c = jnp.asarray(m, dtype=dtype), jnp.asarray(c, dtype=dtype)
+        step_size = state.step_size
+        if self.step_size is None:
+            self.eta0 = default_step_size(np.asarray(jax.hessian(self._init_potential)(m)))
+            step_size = jnp.asarray(self.eta0, dtype=dtype)
+        return state._replace(
+            mean=m,
+            cov=c,
+            scale_tril=jnp.linalg.cholesky(c),
+            nonfinite_step=jnp.array(-1),
+            step_size=step_size,
+        )
 
     # ---------------------------------------------------------------- one step
     def _update(self, state: FBGVIState, eps: jax.Array, args: tuple, kwargs: dict):
@@ -208,6 +262,8 @@ class FBGVI:
     ) -> FBGVIResult:
         """Run ``num_steps`` steps with ``lax.scan`` (in chunks, for the progress bar).
 
+        ``init_state`` continues from a given state (from :meth:`init`, :meth:`set_gaussian` or
+        a previous result's ``state``) instead of a fresh :meth:`init`.
         If an update goes non-finite (NaN/inf iterate, or a BWGD covariance that is not positive
         definite), the last finite state is kept, the run stops and a RuntimeWarning names the step.
         """

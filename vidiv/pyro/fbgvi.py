@@ -25,7 +25,7 @@ import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 from torch.distributions import transform_to
 
-from vidiv.errors import NonFiniteError
+from vidiv.errors import InvalidArgumentError, NonFiniteError
 from vidiv.gaussian import (
     bwgd_step,
     curvature_capped,
@@ -36,7 +36,7 @@ from vidiv.gaussian import (
     mean_hessian,
     stein_hessian,
 )
-from vidiv.gaussian.options import fbgvi_options
+from vidiv.gaussian.options import check_gaussian, fbgvi_options
 from vidiv.pyro._fbgvi_model import FlatPotential, check_structure
 
 __all__ = ["FBGVI"]
@@ -52,8 +52,9 @@ class FBGVI:
     otherwise a Pyro init strategy used through the guide) and ``antithetic`` (draw ±ε pairs).
     The model may not have discrete latents or subsampled plates.
 
-    Attributes after the first step: ``mean`` (d,), ``cov`` (d, d), ``scale_tril``, ``num_steps``,
-    ``eta0``, ``guide``.
+    Attributes after :meth:`setup` or the first step: ``mean`` (d,), ``cov`` (d, d),
+    ``scale_tril``, ``num_steps``, ``eta0``, ``guide``, ``latent_shapes``. Warm start (e.g. from
+    a Laplace approximation): ``fb.setup(*args); fb.set_gaussian(mean, cov)``.
     """
 
     def __init__(
@@ -80,6 +81,64 @@ class FBGVI:
         self.eta0: float | None = self.step_size
         self.mean = self.cov = self.scale_tril = None
         self.num_steps = 0
+
+    def setup(self, *args: Any, **kwargs: Any) -> None:
+        """Build the potential and the guide from the model arguments, with q = N(m₀, Σ₀).
+
+        The first :meth:`step` does this by itself; call it first to read :attr:`latent_shapes`
+        or to :meth:`set_gaussian` before any step. Calling it again starts over.
+        """
+        self._setup(args, kwargs)
+
+    @property
+    def latent_shapes(self) -> dict[str, torch.Size]:
+        """Unconstrained shape of each latent site, in the order of the flat vector.
+
+        ``mean``/``cov`` live on the concatenation of these sites, each raveled (row-major): the
+        layout of the guide's ``loc`` (``AutoMultivariateNormal``, sites in trace order).
+        Available after :meth:`setup` or the first step.
+        """
+        return dict(self._require_flat().shapes)
+
+    def _require_flat(self) -> FlatPotential:
+        if self._flat is None:
+            raise InvalidArgumentError(
+                "the FBGVI driver is not set up yet: call fb.setup(*model_args) (or take one "
+                "step) first, so the latent sites and their flat layout are known."
+            )
+        return self._flat
+
+    def set_gaussian(self, mean: Any, cov: Any, *args: Any, **kwargs: Any) -> None:
+        """Set q = N(mean, cov) (e.g. a Laplace approximation, or a previous fit) and the guide.
+
+        ``mean`` (d,) and ``cov`` (d, d) live in the UNCONSTRAINED flat space of the guide: the
+        sites of :attr:`latent_shapes` concatenated in that order, each raveled (a positive site
+        enters as its log, etc.). ``args``/``kwargs`` are the model arguments, needed only if the
+        driver is not set up yet. The step counter (and so the schedule) is kept; with the
+        default ``step_size=None``, η₀ is re-derived from the curvature at the new mean.
+        Raises :class:`~vidiv.errors.VidivError` for a wrong shape, NaN/inf entries, or a ``cov``
+        that is not symmetric positive definite.
+
+        Example::
+
+            fb = vidiv.pyro.FBGVI(model)
+            fb.setup(x, y)
+            print(fb.latent_shapes)          # {'w': torch.Size([3]), 'sigma': torch.Size([])}
+            fb.set_gaussian(loc, cov)        # d = 4: w then log(sigma)
+            fb.step(x, y)
+        """
+        if self._flat is None:
+            self._setup(args, kwargs)
+        host = [x.detach().cpu() if torch.is_tensor(x) else x for x in (mean, cov)]
+        m, c = check_gaussian(*host, self._flat.shapes)
+        like = self.mean
+        self.mean = torch.as_tensor(m, dtype=like.dtype, device=like.device)
+        self.cov = torch.as_tensor(c, dtype=like.dtype, device=like.device)
+        self.scale_tril = torch.linalg.cholesky(self.cov)
+        if self.step_size is None:
+            _, _, H0 = self._flat.value_grad_hessian(self.mean, hessian=True)
+            self.eta0 = default_step_size(H0)
+        self._write_guide()
 
     def _setup(self, args: tuple, kwargs: dict) -> None:
         check_structure(self.model, args, kwargs)
