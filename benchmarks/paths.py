@@ -2,16 +2,23 @@
 
 Targets (``vidiv.paths.targets``): GMM-9 grid (2-D, log Z = 0), Neal's funnel (10-D,
 inference-gym ``NealsFunnel``, log Z = 0, exact samples analytic), many-well (5-D, 32 modes,
-log Z = 5 log z1 by quadrature). For each target x SDE x loss the NumPyro guide is trained
-(``SVI.run``, jit/scan) with the same budget, then evaluated on fresh trajectories: |Δlog Z| of the
-IS estimate, IS-ESS (fraction), mode coverage (modes holding >= 1/4 of their exact share),
-energy distance to exact samples, and wall-clock. LV = ``vidiv.numpyro.LogVariance``
-(guide ``estimator="lv"``), KL = ``numpyro.infer.Trace_ELBO`` (guide ``estimator="kl"``). A Pyro
-GMM-9 row (LV and KL, PIS) is added unless ``--no-pyro``.
+log Z = 5 log z1 by quadrature). For each target x SDE x loss x seed the NumPyro guide is trained
+(``SVI.run``, jit/scan) with the same budget, optimiser and seeds for both losses, then evaluated
+on fresh trajectories: |Δlog Z| of the IS estimate with its delta-method standard error
+sqrt((mean w^2 / mean(w)^2 - 1) / N) (log space, max-shifted), IS-ESS (fraction), mode coverage
+(modes holding >= 1/4 of their exact share), energy distance to exact samples (2,000 draws), and
+wall-clock. LV = ``vidiv.numpyro.LogVariance`` (guide ``estimator="lv"``), KL =
+``numpyro.infer.Trace_ELBO`` (guide ``estimator="kl"``). Pyro GMM-9 rows (LV and KL, PIS) are
+added unless ``--no-pyro``.
 
-Usage: ``python benchmarks/paths.py [--quick] [--no-pyro]``. Writes
-``benchmarks/results/paths.json`` and ``benchmarks/results/paths_<target>.png``.
-The machine may be shared with other jobs: wall-clock numbers are indicative.
+Per (target, backend, SDE, loss) the summary gives mean and sd over seeds; per (target, backend,
+SDE) a Welch t-test on the per-seed |Δlog Z| (and energy distance, minimum mode share) says
+whether LV and KL differ beyond seed-to-seed spread.
+
+Usage: ``python benchmarks/paths.py [--quick] [--no-pyro] [--seeds 3] [--other-seeds 2]``.
+Writes ``benchmarks/results/paths.json`` (``--quick``: ``paths_quick.json``) and
+``benchmarks/results/paths_<target>.png`` (seed 0). The machine may be shared with other jobs:
+wall-clock numbers are indicative.
 """
 
 from __future__ import annotations
@@ -104,10 +111,12 @@ def _evaluate(name, x, log_w, true_log_z, exact, seconds):
     from vidiv.estimators import weights
 
     keep = np.isfinite(log_w)
-    lz = float(weights.log_z(log_w[keep]).log_z)
+    est = weights.log_z(log_w[keep])  # se: delta method on log mean w, max-shifted
+    lz = float(est.log_z)
     ess = float(weights.is_ess(log_w[keep])) / log_w.size
-    out = {"abs_dlogz": abs(lz - true_log_z), "log_z": lz, "ess_frac": ess,
-           "dropped": int((~keep).sum()), "seconds": seconds}
+    out = {"abs_dlogz": abs(lz - true_log_z), "log_z": lz, "log_z_se": float(est.se),
+           "num_eval": int(log_w.size), "ess_frac": ess, "dropped": int((~keep).sum()),
+           "seconds": seconds}
     idx, k, near = _modes(name, x)
     if idx is not None:
         frac = np.bincount(idx, minlength=k) / x.shape[0]
@@ -142,12 +151,16 @@ def run_numpyro(name, sde, est, cfg, seed=0):
     res = svi.run(jax.random.PRNGKey(seed), steps, progress_bar=False, stable_update=True)
     jax.block_until_ready(res.params)
     seconds = time.perf_counter() - t
+    n_eval = cfg["eval"][name]
     samples, log_w = guide.sample_with_log_weights(jax.random.PRNGKey(seed + 1), res.params,
-                                                   cfg["eval"])
+                                                   n_eval)
     x = np.asarray(samples["x"], dtype=np.float64)
-    exact = _exact(name, np.random.default_rng(seed + 2), cfg["eval"])
+    exact = _exact(name, np.random.default_rng(seed + 2), n_eval)
     out = _evaluate(name, x, np.asarray(log_w, dtype=np.float64), true_lz, exact, seconds)
     out["final_loss"] = float(jnp.nanmean(res.losses[-50:]))
+    out["nonfinite_losses"] = int((~jnp.isfinite(res.losses)).sum())
+    if est == "lv":  # particles the filter would drop at the final parameters (one batch)
+        out["train_dropped_last"] = int(loss.num_dropped(svi, res.state))
     return out, x
 
 
@@ -182,10 +195,15 @@ def run_pyro_gmm(est, cfg, seed=0):
     for _ in range(steps):
         svi.step()
     seconds = time.perf_counter() - t
-    samples, log_w = guide.sample_with_log_weights(cfg["eval"])
+    n_eval = cfg["eval"]["gmm9"]
+    with torch.no_grad():
+        samples, log_w = guide.sample_with_log_weights(n_eval)
     x = samples["x"].detach().numpy()
-    exact = _exact("gmm9", np.random.default_rng(seed + 2), cfg["eval"])
-    return _evaluate("gmm9", x, log_w.detach().numpy(), 0.0, exact, seconds), x
+    exact = _exact("gmm9", np.random.default_rng(seed + 2), n_eval)
+    out = _evaluate("gmm9", x, log_w.detach().numpy(), 0.0, exact, seconds)
+    if est == "lv":
+        out["train_dropped_last"] = loss.last_num_dropped
+    return out, x
 
 
 def _plot(name, samples, exact):
@@ -207,28 +225,123 @@ def _plot(name, samples, exact):
     plt.close(fig)
 
 
+SUMMARY_KEYS = ("abs_dlogz", "log_z", "log_z_se", "ess_frac", "modes_covered", "share_min",
+                "share_max", "near_mode", "energy_distance", "sd_rel_error_max", "seconds")
+COMPARE_KEYS = ("abs_dlogz", "energy_distance", "share_min")
+
+
+def _with_shares(row):
+    if "num_modes" in row:
+        row = {**row, "share_min": row["mode_frac_min"] * row["num_modes"],
+               "share_max": row["mode_frac_max"] * row["num_modes"]}
+    return row
+
+
+def summarise(rows):
+    """Mean and sd over seeds per (target, backend, sde, loss), and LV-vs-KL Welch tests."""
+    from scipy import stats
+
+    groups: dict = {}
+    for r in rows:
+        groups.setdefault((r["target"], r["backend"], r["sde"], r["loss"]), []).append(
+            _with_shares(r))
+    summary = []
+    for (target, backend, sde, loss), rs in groups.items():
+        entry = {"target": target, "backend": backend, "sde": sde, "loss": loss,
+                 "seeds": [r["seed"] for r in rs]}
+        if "num_modes" in rs[0]:
+            entry["num_modes"] = rs[0]["num_modes"]
+        for k in SUMMARY_KEYS:
+            vals = np.array([r[k] for r in rs if k in r], dtype=float)
+            if vals.size:
+                entry[k] = {"mean": float(vals.mean()),
+                            "sd": float(vals.std(ddof=1)) if vals.size > 1 else None,
+                            "values": vals.tolist()}
+        summary.append(entry)
+    comparisons = []
+    for (target, backend, sde, loss), rs in groups.items():
+        other = groups.get((target, backend, sde, "kl"))
+        if loss != "lv" or other is None:
+            continue
+        rs, other = [_with_shares(r) for r in rs], [_with_shares(r) for r in other]
+        comp = {"target": target, "backend": backend, "sde": sde}
+        for k in COMPARE_KEYS:
+            a = np.array([r[k] for r in rs if k in r])
+            b = np.array([r[k] for r in other if k in r])
+            if a.size < 2 or b.size < 2:
+                continue
+            t = stats.ttest_ind(a, b, equal_var=False)
+            comp[k] = {"lv_mean": float(a.mean()), "kl_mean": float(b.mean()),
+                       "diff": float(a.mean() - b.mean()), "welch_p": float(t.pvalue)}
+        comparisons.append(comp)
+    return summary, comparisons
+
+
+def _fmt(entry, key, digits=3):
+    v = entry.get(key)
+    if v is None:
+        return "-"
+    sd = "" if v["sd"] is None else f"±{v['sd']:.{digits}f}"
+    return f"{v['mean']:.{digits}f}{sd}"
+
+
+def print_summary(summary, comparisons):
+    print(f"\n{'target':10s} {'backend':8s} {'sde':4s} {'loss':4s} {'n':>2s} {'|dlogZ|':>14s} "
+          f"{'IS se':>7s} {'ESS/N':>12s} {'modes':>9s} {'min share':>11s} {'energy':>13s}")
+    for e in summary:
+        modes = _fmt(e, "modes_covered", 1) if "num_modes" in e else "-"
+        print(f"{e['target']:10s} {e['backend']:8s} {e['sde']:4s} {e['loss']:4s} "
+              f"{len(e['seeds']):2d} {_fmt(e, 'abs_dlogz', 4):>14s} "
+              f"{e['log_z_se']['mean']:7.4f} {_fmt(e, 'ess_frac'):>12s} {modes:>9s} "
+              f"{_fmt(e, 'share_min', 2):>11s} {_fmt(e, 'energy_distance'):>13s}")
+    print("\nLV - KL (mean over seeds), Welch p-value:")
+    for c in comparisons:
+        parts = [f"{k} {c[k]['diff']:+.4f} (p={c[k]['welch_p']:.3f})" for k in COMPARE_KEYS
+                 if k in c]
+        print(f"  {c['target']:10s} {c['backend']:8s} {c['sde']:4s} " + "; ".join(parts))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small budget (smoke run)")
     ap.add_argument("--no-pyro", action="store_true", help="skip the Pyro GMM-9 rows")
     ap.add_argument("--targets", default="gmm9,funnel,many_well")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds for GMM-9 (NumPyro and Pyro)")
+    ap.add_argument("--other-seeds", type=int, default=2, help="seeds for funnel, many-well")
     args = ap.parse_args(argv)
     jax.config.update("jax_enable_x64", False)
-    cfg = dict(steps=1000, batch=256, euler=50, hidden=(64, 64), lr=5e-3, eval=10_000,
+    cfg = dict(steps=1000, batch=256, euler=50, hidden=(64, 64), lr=5e-3,
+               eval={"gmm9": 100_000, "funnel": 100_000, "many_well": 100_000},
                pyro_steps=200, pyro_batch=64, pyro_euler=20)
     if args.quick:
-        cfg.update(steps=200, batch=64, euler=20, hidden=(32, 32), eval=2000, pyro_steps=30,
+        cfg.update(steps=200, batch=64, euler=20, hidden=(32, 32),
+                   eval={"gmm9": 2000, "funnel": 2000, "many_well": 2000}, pyro_steps=30,
                    pyro_batch=32, pyro_euler=10)
+    if not args.no_pyro:
+        import torch
+
+        import vidiv.pyro  # noqa: F401  (import now: the code under test is fixed at start)
+
+        torch.set_num_threads(1)
     RESULTS.mkdir(parents=True, exist_ok=True)
     rows = []
-    header = (f"{'target':10s} {'backend':8s} {'sde':4s} {'loss':4s} {'|dlogZ|':>8s} "
-              f"{'ESS/N':>6s} {'modes':>7s} {'min/max share':>14s} {'energy':>8s} {'sec':>7s}")
+    header = (f"{'target':10s} {'backend':8s} {'sde':4s} {'loss':4s} {'seed':>4s} "
+              f"{'|dlogZ|':>8s} {'IS se':>7s} {'ESS/N':>6s} {'modes':>7s} {'min/max share':>14s} "
+              f"{'energy':>8s} {'sec':>7s}")
     print(header)
     meta = {"config": {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-            "quick": args.quick, "jax": jax.__version__, "numpyro": numpyro.__version__,
-            "note": "2 shared CPU cores; wall-clock indicative. Same budget for LV and KL.",
+            "quick": args.quick, "seeds": {"gmm9": args.seeds, "other": args.other_seeds},
+            "jax": jax.__version__, "numpyro": numpyro.__version__,
+            "note": ("2 shared CPU cores; wall-clock indicative. Same budget, optimiser and "
+                     "seeds for LV and KL. log_z_se: delta-method IS standard error."),
             "funnel_ground_truth": str(FUNNEL_JSON.name) if FUNNEL_JSON.exists() else None}
-    out_path = RESULTS / "paths.json"
+    out_path = RESULTS / ("paths_quick.json" if args.quick else "paths.json")
+
+    def write():
+        summary, comparisons = summarise(rows)
+        out_path.write_text(json.dumps({"meta": meta, "rows": rows, "summary": summary,
+                                        "comparisons": comparisons}, indent=2))
+        return summary, comparisons
 
     def emit(row):
         rows.append(row)
@@ -238,22 +351,33 @@ def main(argv=None):
                  f"{out['mode_frac_max'] * out['num_modes']:.2f}" if "modes_covered" in out
                  else "-")
         print(f"{row['target']:10s} {row['backend']:8s} {row['sde']:4s} {row['loss']:4s} "
-              f"{out['abs_dlogz']:8.4f} {out['ess_frac']:6.3f} {modes:>7s} {share:>14s} "
+              f"{row['seed']:4d} {out['abs_dlogz']:8.4f} {out['log_z_se']:7.4f} "
+              f"{out['ess_frac']:6.3f} {modes:>7s} {share:>14s} "
               f"{out['energy_distance']:8.4f} {out['seconds']:7.1f}", flush=True)
-        out_path.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2))
+        write()
 
-    for name in args.targets.split(","):
+    names = args.targets.split(",")
+    pyro_rows = not args.no_pyro and "gmm9" in names
+    for name in names:
         plot_samples = {}
-        for sde in ("pis", "vp"):
-            for est in ("lv", "kl"):
-                out, x = run_numpyro(name, sde, est, cfg)
-                emit({"target": name, "backend": "numpyro", "sde": sde, "loss": est, **out})
-                plot_samples[f"{sde}/{est}"] = x
-        _plot(name, plot_samples, _exact(name, np.random.default_rng(7), 2000))
-    if not args.no_pyro and "gmm9" in args.targets:
-        for est in ("lv", "kl"):
-            out, _ = run_pyro_gmm(est, cfg)
-            emit({"target": "gmm9", "backend": "pyro", "sde": "pis", "loss": est, **out})
+        n_seeds = args.seeds if name == "gmm9" else args.other_seeds
+        for seed in range(n_seeds):
+            for sde in ("pis", "vp"):
+                for est in ("lv", "kl"):
+                    out, x = run_numpyro(name, sde, est, cfg, seed=seed)
+                    emit({"target": name, "backend": "numpyro", "sde": sde, "loss": est,
+                          "seed": seed, **out})
+                    if seed == 0:
+                        plot_samples[f"{sde}/{est}"] = x
+        if not args.quick:  # the committed plots come from full runs only
+            _plot(name, plot_samples, _exact(name, np.random.default_rng(7), 2000))
+        if name == "gmm9" and pyro_rows:
+            for seed in range(args.seeds):
+                for est in ("lv", "kl"):
+                    out, _ = run_pyro_gmm(est, cfg, seed=seed)
+                    emit({"target": "gmm9", "backend": "pyro", "sde": "pis", "loss": est,
+                          "seed": seed, **out})
+    print_summary(*write())
     print(f"wrote {out_path}")
 
 

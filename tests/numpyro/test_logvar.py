@@ -1,5 +1,6 @@
 """vidiv.numpyro.LogVariance: the VarGrad identity on fixed draws, its expectation (2x the KL
-gradient), discrete guides trained to exact posteriors, bad input."""
+gradient), discrete guides trained to exact posteriors, the non-finite particle filter (values,
+gradients and counts, also under jit), bad input."""
 
 from __future__ import annotations
 
@@ -172,5 +173,110 @@ def test_all_minus_inf_weights():
         model(x)
         numpyro.factor("impossible", -jnp.inf)
 
-    with pytest.raises(NonFiniteError, match="all LogVariance log weights are -inf"):
+    with pytest.raises(NonFiniteError, match=r"all 4 LogVariance particles are non-finite "
+                       r"\(log q - log p: 4 \+inf \(e.g. log p = -inf: outside the model's "
+                       r"support\)\)\. Check the model's log density"):
         LogVariance(4).loss(jax.random.key(0), PARAMS, impossible, guide, X)
+
+
+def test_a_single_kept_particle_is_not_enough():
+    z = np.sort(np.asarray(_draws(jax.random.key(2), 6)))
+    cut = 0.5 * (z[-1] + z[-2])  # exactly one particle inside the support
+
+    def nearly_impossible(x):
+        mu = numpyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
+        numpyro.factor("wall", jnp.where(mu > cut, 0.0, -jnp.inf))
+
+    with pytest.raises(NonFiniteError, match="only 1 of 6 LogVariance particles are finite, but "
+                       "the variance needs 2"):
+        LogVariance(6).loss(jax.random.key(2), PARAMS, nearly_impossible, guide, X)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), "big"])
+def test_bad_max_rnd(bad):
+    with pytest.raises(InvalidArgumentError, match="max_rnd must be a positive number"):
+        LogVariance(4, max_rnd=bad)
+
+
+# ---- non-finite particles are dropped -----------------------------------------------------------
+
+
+def walled_model(x):
+    """The model of the tests above, with log density -inf for mu > 1.2, NaN for mu < -0.3 and
+    -1e9 (finite, beyond max_rnd) for 0.9 < mu < 1.2: the guide puts mass on all four parts."""
+    mu = numpyro.sample("mu", dist.Normal(0.0, PRIOR_SD))
+    with numpyro.plate("data", x.shape[0]):
+        numpyro.sample("x", dist.Normal(mu, 1.0), obs=x)
+    wall = jnp.where(mu > 1.2, -jnp.inf, jnp.where(mu < -0.3, jnp.nan, 0.0))
+    numpyro.factor("wall", jnp.where((mu > 0.9) & (mu <= 1.2), -1e9, wall))
+
+
+def _walled_log_p(z):
+    base = dist.Normal(0.0, PRIOR_SD).log_prob(z) + dist.Normal(z[:, None], 1.0).log_prob(X).sum(1)
+    wall = jnp.where(z > 1.2, -jnp.inf, jnp.where(z < -0.3, jnp.nan, 0.0))
+    return base + jnp.where((z > 0.9) & (z <= 1.2), -1e9, wall)
+
+
+def _log_q(p, z):
+    return dist.Normal(p["loc"], p["scale"]).log_prob(z)
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_nonfinite_particles_are_dropped_with_exact_value_gradient_and_count(jit):
+    S, key = 16, jax.random.key(5)
+    lv = LogVariance(S)
+
+    def value_and_count(p):
+        out = lv.filtered_loss(key, p, walled_model, guide, X)
+        return out.loss, out.num_dropped
+
+    fn = jax.value_and_grad(value_and_count, has_aux=True)
+    (value, dropped), grad = jax.jit(fn)(PARAMS) if jit else fn(PARAMS)
+    z = _draws(key, S)
+    f = _log_q(PARAMS, z) - _walled_log_p(z)
+    keep = np.isfinite(np.asarray(f)) & (np.asarray(f) < 1e8)
+    n_inf, n_nan = int((z > 1.2).sum()), int((z < -0.3).sum())
+    n_big = int(((z > 0.9) & (z <= 1.2)).sum())
+    assert n_inf >= 1 and n_nan >= 1 and n_big >= 1 and keep.sum() >= 4  # every case is hit
+    assert int(dropped) == n_inf + n_nan + n_big == int((~keep).sum())
+
+    def kept_variance(p):  # by hand: unbiased variance of the kept particles only
+        fk = _log_q(p, z[keep]) - _walled_log_p(z[keep])
+        return jnp.sum((fk - fk.mean()) ** 2) / (fk.size - 1)
+
+    hand, hand_grad = jax.value_and_grad(kept_variance)(PARAMS)
+    assert np.isfinite(float(value)) and float(value) == pytest.approx(float(hand), rel=1e-12)
+    for name in PARAMS:
+        assert np.isfinite(float(grad[name]))
+        np.testing.assert_allclose(grad[name], hand_grad[name], rtol=1e-10)
+    assert float(lv.loss(key, PARAMS, walled_model, guide, X)) == pytest.approx(float(hand),
+                                                                                rel=1e-12)
+
+
+def test_max_rnd_inf_keeps_finite_outliers():
+    S, key = 16, jax.random.key(5)
+    z = _draws(key, S)
+    out = LogVariance(S, max_rnd=float("inf")).filtered_loss(key, PARAMS, walled_model, guide, X)
+    assert int(out.num_dropped) == int((z > 1.2).sum() + (z < -0.3).sum())  # the -1e9 are kept
+
+
+def test_num_dropped_reports_the_next_svi_update_under_jit():
+    lv = LogVariance(16)
+    svi = SVI(walled_model, guide, numpyro.optim.Adam(1e-3), loss=lv)
+    state = svi.init(jax.random.key(0), X, init_params={"loc": 0.6, "scale": 0.7})
+    update = jax.jit(svi.update)
+    count = jax.jit(lambda st: lv.num_dropped(svi, st, X))
+    for _ in range(3):
+        n = int(count(state))
+        _, key = jax.random.split(state.rng_key)
+        expected = lv.filtered_loss(key, svi.get_params(state), walled_model, guide, X)
+        new_state, loss = update(state, X)
+        assert n == int(expected.num_dropped) and 0 < n < 16
+        assert float(loss) == pytest.approx(float(expected.loss), rel=1e-12)
+        assert np.isfinite(float(loss))
+        assert all(np.isfinite(float(v)) for v in svi.get_params(new_state).values())
+        state = new_state
+    result = svi.run(jax.random.key(1), 20, X, progress_bar=False,
+                     init_params={"loc": 0.6, "scale": 0.7})
+    assert np.isfinite(np.asarray(result.losses)).all()
+    assert 0 < int(lv.num_dropped(svi, result.state, X)) < 16

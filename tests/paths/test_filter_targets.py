@@ -123,3 +123,59 @@ def test_estimator_scope_nests_and_resets():
             assert resolve_estimator("auto") == "kl"
         assert resolve_estimator("auto") == "lv"
     assert resolve_estimator("auto") == "kl"
+
+
+def test_max_rnd_validation_and_one_kept_particle():
+    from vidiv.paths import check_max_rnd
+
+    assert check_max_rnd(1e8) == 1e8 and math.isinf(check_max_rnd(math.inf))
+    for bad in (0.0, -1.0, float("nan"), "x"):
+        with pytest.raises(InvalidArgumentError, match="max_rnd must be a positive number"):
+            check_max_rnd(bad)
+    with pytest.raises(NonFiniteError, match=r"only 1 of 3 trajectories are finite, but the "
+                       r"variance needs 2;.*1 NaN, 1 \+inf"):
+        path_log_variance(np.zeros(3), np.array([0.5, np.nan, np.inf]))
+
+
+def test_one_kept_particle_under_jit_gives_nan_loss_and_zero_gradient():
+    import jax
+    import jax.numpy as jnp
+
+    fn = jax.jit(jax.value_and_grad(lambda b: path_log_variance(jnp.zeros(3), b).loss))
+    value, grad = fn(jnp.array([0.5, jnp.nan, jnp.inf]))
+    assert np.isnan(float(value)) and np.all(np.asarray(grad) == 0.0)
+
+
+def test_diverged_trajectory_has_exactly_zero_gradient():
+    """A trajectory that starts (or becomes) non-finite is dropped, and the drift network's
+    gradient is that of the loss over the other trajectories: the network sees a sanitised state,
+    so no 0 * inf = NaN reaches the weights."""
+    import jax
+    import jax.numpy as jnp
+
+    from vidiv.paths import control_value, mlp_shapes, rollout, time_features
+
+    d, B, N = 2, 6, 8
+    sde = make_sde("pis")
+    sched = sde.schedule(N)
+    rng = np.random.default_rng(4)
+    params = [jnp.asarray(0.3 * rng.standard_normal(s)) for s in mlp_shapes(d + 9, (8,), d)]
+    xi = jnp.asarray(rng.standard_normal((N, B, d)))
+    x0 = jnp.zeros((B, d)).at[2, 0].set(jnp.nan).at[4, 1].set(jnp.inf)
+
+    def loss(params, x0, xi):
+        def control(x, t):
+            return control_value(params, None, x, time_features(jnp.asarray(t), sde.T))
+
+        out = rollout(control, x0, xi, sched, "lv")
+        log_q = out.running + out.ito + sde.log_p_ref(out.x, N)
+        log_p = -0.5 * jnp.sum(out.x**2, axis=-1)
+        return path_log_variance(log_p, log_q)
+
+    g, aux = jax.grad(lambda p: (loss(p, x0, xi).loss, loss(p, x0, xi)), has_aux=True)(params)
+    assert int(aux.num_dropped) == 2
+    keep = np.array([0, 1, 3, 5])
+    g_kept = jax.grad(lambda p: loss(p, x0[keep], xi[:, keep]).loss)(params)
+    for a, b in zip(g, g_kept, strict=True):
+        assert np.isfinite(np.asarray(a)).all()
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-14)

@@ -1,5 +1,6 @@
 """vidiv.pyro.LogVariance: the VarGrad identity on fixed draws, its expectation (2x the KL
-gradient), discrete guides trained to exact posteriors without enumeration, path densities."""
+gradient), discrete guides trained to exact posteriors without enumeration, path densities, the
+non-finite particle filter (value, gradient, count), bad input."""
 
 from __future__ import annotations
 
@@ -183,7 +184,9 @@ def test_all_minus_inf_and_nan_data():
     def guide():
         pyro.sample("z", dist.Normal(5.0, 0.1))
 
-    with pytest.raises(NonFiniteError, match="all LogVariance log weights"):
+    with pytest.raises(NonFiniteError, match=r"all 4 LogVariance particles are non-finite "
+                       r"\(log q - log p: 4 \+inf \(e.g. log p = -inf: outside the model's "
+                       r"support\)\)\. Check the model's log density"):
         LogVariance(4, max_plate_nesting=0).loss(model, guide)
 
     def nan_model():
@@ -192,3 +195,72 @@ def test_all_minus_inf_and_nan_data():
 
     with pytest.raises(NonFiniteError, match="site 'x'"):
         LogVariance(4, max_plate_nesting=0).loss(nan_model, guide)
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, float("nan"), None])
+def test_bad_max_rnd(bad):
+    with pytest.raises(InvalidArgumentError, match="max_rnd must be a positive number"):
+        LogVariance(4, max_rnd=bad)
+
+
+# ------------------------------------------------------------------ non-finite particle filter
+def walled_model():
+    """N(0, 1) with log density -inf for z > 1.2, NaN for z < -0.3 and -1e9 (finite, beyond
+    max_rnd) for 0.9 < z <= 1.2: the guide below puts mass on all four parts."""
+    z = pyro.sample("z", dist.Normal(0.0, 1.0))
+    wall = torch.where(z > 1.2, -math.inf, torch.where(z < -0.3, math.nan, 0.0))
+    with pyro.validation_enabled(False):  # the factor's NaN is the point of this model
+        pyro.factor("wall", torch.where((z > 0.9) & (z <= 1.2), -1e9, wall))
+
+
+def scalar_guide():
+    loc = pyro.param("loc", torch.tensor(0.4))
+    scale = pyro.param("scale", torch.tensor(0.7), constraint=dist.constraints.positive)
+    pyro.sample("z", dist.Normal(loc, scale))
+
+
+@pytest.mark.parametrize("vectorize", [True, False])
+def test_nonfinite_particles_are_dropped_with_exact_value_gradient_and_count(vectorize):
+    S = 16
+    lv = LogVariance(S, max_plate_nesting=0, vectorize_particles=vectorize)
+    pyro.set_rng_seed(3)
+    with pytest.warns(RuntimeWarning, match="LogVariance dropped particles"):
+        loss = lv.loss_and_grads(walled_model, scalar_guide)
+    leaves = [pyro.param("loc").unconstrained(), pyro.param("scale").unconstrained()]
+    grads = [t.grad.clone() for t in leaves]
+    pyro.set_rng_seed(3)
+    p = trace_particles(walled_model, scalar_guide, (), {}, S, 0 if vectorize else None,
+                        detach=True, per_datum=False, vectorize=vectorize, check_finite=False)
+    z = p.model_trace.nodes["z"]["value"] if vectorize else torch.stack(
+        [tr.nodes["z"]["value"] for tr in p.raw_guide_traces])
+    f = (p.log_q - p.log_p).detach()
+    keep = torch.isfinite(f) & (f < 1e8)
+    n_inf, n_nan = int((z > 1.2).sum()), int((z < -0.3).sum())
+    n_big = int(((z > 0.9) & (z <= 1.2)).sum())
+    assert n_inf >= 1 and n_nan >= 1 and n_big >= 1 and int(keep.sum()) >= 4  # all cases hit
+    assert lv.last_num_dropped == n_inf + n_nan + n_big == int((~keep).sum())
+    assert lv.last_num_kept == int(keep.sum())
+    hand = (p.log_q[keep] - p.log_p[keep]).var()  # by hand: the kept particles only
+    hand_grads = torch.autograd.grad(hand, leaves)
+    assert math.isfinite(loss) and loss == pytest.approx(float(hand.detach()), rel=1e-12)
+    for g, h in zip(grads, hand_grads, strict=True):
+        assert torch.isfinite(g).all()
+        torch.testing.assert_close(g, h, rtol=1e-10, atol=1e-14)
+
+
+def test_max_rnd_inf_keeps_finite_outliers_and_svi_trains_through_drops():
+    lv = LogVariance(16, max_plate_nesting=0, max_rnd=math.inf)
+    pyro.set_rng_seed(3)
+    with pytest.warns(RuntimeWarning):
+        lv.loss(walled_model, scalar_guide)
+    pyro.set_rng_seed(3)
+    p = trace_particles(walled_model, scalar_guide, (), {}, 16, 0, detach=True, per_datum=False,
+                        check_finite=False)
+    f = (p.log_q - p.log_p).detach()
+    assert lv.last_num_dropped == int((~torch.isfinite(f)).sum())  # the -1e9 are kept
+    svi = SVI(walled_model, scalar_guide, ClippedAdam({"lr": 0.01}),
+              loss=LogVariance(16, max_plate_nesting=0))
+    with pytest.warns(RuntimeWarning):
+        losses = [svi.step() for _ in range(20)]
+    assert all(math.isfinite(v) for v in losses)
+    assert all(torch.isfinite(pyro.param(n)).all() for n in ("loc", "scale"))

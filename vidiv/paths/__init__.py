@@ -9,7 +9,14 @@ diffusions", ICLR 2024; notation in ``vidiv.paths.rnd``.
 
 from . import targets
 from .control import check_hidden, control_value, feature_dim, mlp_apply, mlp_shapes, time_features
-from .filter import MAX_RND, PathLoss, check_trajectories, kept_mask, path_log_variance
+from .filter import (
+    MAX_RND,
+    PathLoss,
+    check_max_rnd,
+    check_trajectories,
+    kept_mask,
+    path_log_variance,
+)
 from .modes import check_estimator, estimator_scope, resolve_estimator
 from .rnd import ito_term, log_rnd, path_log_q, running_cost
 from .rollout import Rollout, em_step, rollout
@@ -38,6 +45,7 @@ __all__ = [
     "kept_mask",
     "path_log_variance",
     "check_trajectories",
+    "check_max_rnd",
     "PathLoss",
     "MAX_RND",
     "estimator_scope",

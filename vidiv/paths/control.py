@@ -106,8 +106,15 @@ def control_value(
     score: Array | None = None,
     clip: float = 10.0,
 ) -> Array:
-    """:math:`u(x,t)` for ``x`` of shape ``(B, d)`` and ``t_feat`` of shape ``(E,)``."""
+    """:math:`u(x,t)` for ``x`` of shape ``(B, d)`` and ``t_feat`` of shape ``(E,)``.
+
+    Non-finite entries of ``x`` and ``score`` (a diverged trajectory) are replaced by 0 *before*
+    the network: the trajectory itself stays non-finite, so the log-variance filter drops it, and
+    its zero loss weight cannot become ``0 * inf = NaN`` in the weights' gradient."""
     xp = namespace(x)
+    x = xp.where(xp.isfinite(x), x, xp.zeros_like(x))
+    if score is not None:
+        score = xp.where(xp.isfinite(score), score, xp.zeros_like(score))
     tf = xp.broadcast_to(t_feat, (*x.shape[:-1], t_feat.shape[-1]))
     u = mlp_apply(net_params, xp.concat([x, tf], axis=-1))
     if score is not None and coef_params is not None:

@@ -269,13 +269,15 @@ def trace_particles(
     replay: list | None = None,
     subsample_from=None,
     objective: str = "this objective",
+    check_finite: bool = True,
 ) -> Particles:
     """Draw ``num_particles`` guide samples, replay the model, return :class:`Particles`.
 
     ``max_plate_nesting`` is the model's own nesting (the particle plate goes one dim further
     left); it is only needed when ``vectorize``. ``replay`` (the ``raw_guide_traces`` of an earlier
     call) re-evaluates the same draws, e.g. with ``detach=True`` for ``log q_phi(sg z)``;
-    ``subsample_from`` (a guide trace) reuses only its minibatch indices.
+    ``subsample_from`` (a guide trace) reuses only its minibatch indices. ``check_finite=False``
+    skips the NaN / +inf / all -inf check of the log weights (for an objective that filters them).
     """
     S = int(num_particles)
     if vectorize:
@@ -316,7 +318,8 @@ def trace_particles(
         log_q_score = None if scores[0] is None else torch.stack(scores)
     if not isinstance(log_q, torch.Tensor):  # a guide without sample sites
         log_q = torch.zeros_like(log_p)
-    _check_finite((log_p - log_q).detach(), model_sites, objective)
+    if check_finite:
+        _check_finite((log_p - log_q).detach(), model_sites, objective)
     non_reparam = tuple(s["name"] for s in guide_sites if not s["fn"].has_rsample)
     return Particles(
         log_p=log_p,
