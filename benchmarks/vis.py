@@ -49,6 +49,7 @@ __all__ = ["mixture_data", "mixture_ll", "mixture_model", "mixture_guide", "run"
 MIX_COLS = ["pi", "mu", "test_ll", "test_ll_is", "steps", "seconds"]
 VAE_COLS = [
     "test_ll_is",
+    "test_ll_grid",
     "best_valid_ll_is",
     "best_step",
     "test_ll_is_last",
@@ -103,14 +104,12 @@ def run(backend, k, mix_budget, vae_budget, seed, steps=None, only=None, quick=F
             vae,
             VAE_COLS,
         )
+    per_method = {"steps": steps} if steps else None
     return {
         "particles": k,
         "seed": seed,
-        "budget": {"steps": steps}
-        if steps
-        else {"seconds": {"mixture": mix_budget, "vae": vae_budget}},
-        "mixture": mix,
-        "vae_digits": vae,
+        "mixture": mix and {"budget": per_method or {"seconds": mix_budget}, "rows": mix},
+        "vae_digits": vae and {"budget": per_method or {"seconds": vae_budget}, "rows": vae},
         "versions": versions,
     }
 
@@ -149,7 +148,8 @@ def main(argv=None) -> None:
         },
     )
     for backend in ["numpyro", "pyro"] if args.backend == "both" else [args.backend]:
-        result[backend] = run(
+        old = result.get(backend) or {}
+        result[backend] = new = run(
             backend,
             args.particles,
             mix_budget,
@@ -159,6 +159,9 @@ def main(argv=None) -> None:
             args.only,
             args.quick,
         )
+        for problem in ("mixture", "vae_digits"):  # --only keeps the other problem's last result
+            if new[problem] is None and old.get(problem):
+                new[problem] = old[problem]
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
     print(f"\nwrote {out}")

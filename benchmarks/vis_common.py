@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import minimize
+from scipy.special import logsumexp
 from scipy.stats import norm
 
 from vidiv._backend import namespace, stop_gradient
@@ -69,6 +70,22 @@ def digits(seed=0, n_valid=250):
     perm = np.random.default_rng(seed).permutation(len(data))
     n_train = 1500 - n_valid
     return data[perm[:n_train]], data[perm[n_train:1500]], data[perm[1500:]]
+
+
+def grid_log_lik(logits_fn, params, x, half_width=6.0, n=241, chunk=50):
+    """Mean log p(x) per image of a 2-D-latent Bernoulli decoder by quadrature: a midpoint sum of
+    p(x | z) N(z; 0, I) over an n x n grid on [-half_width, half_width]^2. It does not use the
+    encoder, so it scores the model alone (the VIS paper scores its mixture with a grid too)."""
+    g = np.linspace(-half_width, half_width, n)
+    z = np.stack(np.meshgrid(g, g, indexing="ij"), axis=-1).reshape(-1, LATENT)
+    log_prior = norm.logpdf(z).sum(axis=1) + LATENT * np.log(g[1] - g[0])
+    logits = np.asarray(logits_fn(params, z), dtype=np.float64)  # (G, PIXELS)
+    base = log_prior - np.logaddexp(0.0, logits).sum(axis=1)  # log prior - sum softplus
+    x = np.asarray(x, dtype=np.float64)
+    total = 0.0
+    for start in range(0, len(x), chunk):
+        total += logsumexp(x[start : start + chunk] @ logits.T + base, axis=1).sum()
+    return float(total / len(x))
 
 
 # ---- CHIVI-style objective (the VIS reference code's "CHIVI" baseline) -------------------------
@@ -147,7 +164,7 @@ def train_budgeted(step_chunk, snapshot, run: Run, validate=None) -> Fit:
 # impl provides: methods(k) -> {name: loss}; fit_mixture(loss, x_train, run) -> Fit;
 # mixture_theta(params) -> (pi, mu); mixture_is_ll(params, x, num_samples) -> float;
 # fit_vae(loss, x_train, run, validate) -> Fit; vae_ll(params, x, num_samples, seed) -> float
-# (IS log-likelihood per point).
+# (IS log-likelihood per point); decoder_logits(params, z) -> (len(z), PIXELS) logits.
 
 
 def bench_mixture(impl, k, budget, seed, max_steps=None, chunk=250, is_samples=5000):
@@ -179,7 +196,9 @@ def bench_vae(impl, k, run: Run, valid_samples=500, test_samples=1000):
             "test_ll_is": impl.vae_ll(fit.best, x_test, test_samples, 99),
             "best_valid_ll_is": fit.best_valid_ll,
             "best_step": fit.best_step,
+            "test_ll_grid": grid_log_lik(impl.decoder_logits, fit.best, x_test),
             "test_ll_is_last": impl.vae_ll(fit.last, x_test, test_samples, 99),
+            "test_ll_grid_last": grid_log_lik(impl.decoder_logits, fit.last, x_test),
             "train_ll_is_last": impl.vae_ll(fit.last, x_train[:300], test_samples, 98),
             "steps": fit.steps,
             "seconds": fit.seconds,

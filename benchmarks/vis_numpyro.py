@@ -154,3 +154,7 @@ def vae_ll(params, x, num_samples, seed):
     return is_log_lik(
         vae_model, vae_guide, params, jnp.asarray(x), num_samples, jax.random.key(seed)
     )
+
+
+def decoder_logits(params, z):
+    return np.asarray(_mlp(params["decoder"], jnp.asarray(z)))

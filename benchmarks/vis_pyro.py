@@ -179,3 +179,8 @@ def fit_vae(loss, x_train, run, validate):
 def vae_ll(vae, x, num_samples, seed):
     x = torch.as_tensor(x, dtype=torch.get_default_dtype())
     return is_log_lik(vae.model, vae.guide, x, num_samples, seed, register=False)
+
+
+@torch.no_grad()
+def decoder_logits(vae, z):
+    return vae.decoder(torch.as_tensor(z, dtype=torch.get_default_dtype())).numpy()
