@@ -216,6 +216,19 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def merged(path: Path, run_name: str, config: dict, rows: list[dict]) -> tuple[dict, list[dict]]:
+    """``(config, rows)`` of the results file at ``path`` with this run added as ``run_name``.
+
+    Each row is tagged with its run; rows and config of an earlier run of the same name are
+    replaced, other runs are kept, so partial reruns (one backend, some posteriors) accumulate
+    into one file."""
+    old = json.loads(path.read_text()) if path.exists() else {"config": {"runs": {}}, "rows": []}
+    runs = dict(old["config"].get("runs", {}))
+    runs[run_name] = config
+    kept = [r for r in old["rows"] if r.get("run") != run_name]
+    return {**old["config"], "runs": runs}, kept + [{**r, "run": run_name} for r in rows]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="1 posterior, few steps (smoke run)")
@@ -225,6 +238,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS / "posteriordb.json"))
+    p.add_argument("--merge", metavar="RUN", default=None,
+                   help="add this run's rows to an existing --out file under the name RUN "
+                        "(replacing an earlier run of that name) instead of overwriting it")
     a = p.parse_args(argv)
     try:
         import torch
@@ -241,6 +257,8 @@ def main(argv=None) -> int:
                   "backends": a.backends, "machine": platform.machine(), "cpus": os.cpu_count(),
                   "total_seconds": time.perf_counter() - t0, "complete": complete,
                   "note": "shared, loaded CPU: timings indicative; NUTS timed in the same process"}
+        if a.merge:
+            config, rows = merged(out, a.merge, config, rows)
         out.write_text(json.dumps({"config": config, "rows": rows, "goal": goal_summary(rows)},
                                   indent=1, default=float))
 
