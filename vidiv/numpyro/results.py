@@ -1,4 +1,4 @@
-"""NumPyro results as ArviZ DataTrees, and model scores for the kernel Stein discrepancy.
+"""NumPyro results as ArviZ DataTrees.
 
 ``to_datatree(model, guide, params, *args, rng_key=..., num_samples=1000, ...)`` draws
 ``num_samples`` values from the fitted guide with ``jax.vmap`` over seeded draws, evaluates
@@ -17,18 +17,18 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 from numpyro import handlers
-from numpyro.infer.util import log_density, potential_energy, unconstrain_fn
+from numpyro.infer.util import log_density
 
 from ..errors import InvalidArgumentError, ModelStructureError
 
-__all__ = ["to_datatree", "model_scores", "ModelScores", "make_log_weights_fn"]
+__all__ = ["to_datatree", "make_log_weights_fn"]
 
 
 def _is_observed(site) -> bool:
@@ -194,39 +194,4 @@ def to_datatree(
             "numpyro_version": numpyro.__version__,
             "jax_version": jax.__version__,
         },
-    )
-
-
-class ModelScores(NamedTuple):
-    """Unconstrained points and the scores there: ``ksd(*model_scores(...))`` works."""
-
-    points: dict
-    scores: dict
-
-
-def model_scores(model, samples: dict, *args, **kwargs) -> ModelScores:
-    r"""Scores :math:`\nabla_u \log \tilde p(x, u)` of the model's log joint in UNCONSTRAINED
-    coordinates :math:`u = T^{-1}(z)` (Jacobian included, i.e. minus the gradient of NumPyro's
-    ``potential_energy``), at each constrained draw ``samples[site][i]``; ``jax.vmap`` over draws.
-
-    Returns numpy arrays ``points[site]`` = u and ``scores[site]``, each (n, *unconstrained shape).
-    """
-    if not isinstance(samples, dict) or not samples:
-        raise ModelStructureError("samples must be a non-empty dict {site: (n, *shape) draws}.")
-    vals = {k: jnp.asarray(v) for k, v in samples.items()}
-    n = {v.shape[0] for v in vals.values()}
-    if len(n) != 1:
-        raise ModelStructureError(f"the sites have different numbers of draws: {sorted(n)}.")
-
-    def to_unconstrained(z):
-        return unconstrain_fn(model, args, kwargs, z)
-
-    def score(u):
-        return jax.grad(lambda uu: -potential_energy(model, args, kwargs, uu))(u)
-
-    points = jax.vmap(to_unconstrained)(vals)
-    grads = jax.jit(jax.vmap(score))(points)
-    return ModelScores(
-        {k: np.asarray(v, dtype=np.float64) for k, v in points.items()},
-        {k: np.asarray(v, dtype=np.float64) for k, v in grads.items()},
     )

@@ -18,7 +18,7 @@ _PUBLIC = {
     "DiffusionGuide": "diffusion",
     "to_datatree": "results",
     "fit": "monitor",
-    "model_scores": "results",
+    "model_scores": "scores",
 }
 
 __all__ = sorted(_PUBLIC)
