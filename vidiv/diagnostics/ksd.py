@@ -39,13 +39,21 @@ True
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..errors import InvalidArgumentError, NonFiniteError
 
-__all__ = ["ksd"]
+__all__ = ["ksd", "ModelScores"]
+
+
+class ModelScores(NamedTuple):
+    """Unconstrained draws and the model's scores there (``vidiv.pyro.model_scores`` and
+    ``vidiv.numpyro.model_scores`` return it), so that ``ksd(*scores)`` works."""
+
+    points: dict
+    scores: dict
 
 
 def _flatten(name: str, x: Any, keys: list[str] | None = None) -> tuple[np.ndarray, list[str]]:

@@ -8,23 +8,15 @@ Example::
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.util import potential_energy, unconstrain_fn
 
+from ..diagnostics.ksd import ModelScores
 from ..errors import ModelStructureError
 
 __all__ = ["model_scores", "ModelScores"]
-
-
-class ModelScores(NamedTuple):
-    """Unconstrained points and the scores there: ``ksd(*model_scores(...))`` works."""
-
-    points: dict
-    scores: dict
 
 
 def model_scores(model, samples: dict, *args, **kwargs) -> ModelScores:

@@ -8,21 +8,13 @@ Example::
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 
+from ..diagnostics.ksd import ModelScores
 from ..errors import ModelStructureError
 from .results import _np
 
 __all__ = ["model_scores", "ModelScores"]
-
-
-class ModelScores(NamedTuple):
-    """Unconstrained points and the scores there: ``ksd(*model_scores(...))`` works."""
-
-    points: dict
-    scores: dict
 
 
 def model_scores(model, samples: dict, *args, **kwargs) -> ModelScores:
