@@ -301,6 +301,34 @@ def print_summary(summary, comparisons):
         print(f"  {c['target']:10s} {c['backend']:8s} {c['sde']:4s} " + "; ".join(parts))
 
 
+NAMES = {"gmm9": "GMM-9", "funnel": "funnel-10", "many_well": "many-well-5"}
+
+
+def markdown_table(data):
+    """The README table from a results file: mean ± sd over seeds, IS s.e. averaged over seeds."""
+    lines = ["| target | SDE | loss | seeds | \\|Δlog Z\\| | IS s.e. | ESS/N | modes "
+             "| min / max share | energy distance |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for e in data["summary"]:
+        name = NAMES[e["target"]] + (" (Pyro, 200 steps)" if e["backend"] == "pyro" else "")
+        modes = "–"
+        if "num_modes" in e:
+            vals = sorted({int(v) for v in e["modes_covered"]["values"]})
+            modes = f"{','.join(map(str, vals))}/{e['num_modes']}"
+        share = (f"{_fmt(e, 'share_min', 2)} / {_fmt(e, 'share_max', 2)}" if "num_modes" in e
+                 else "–")
+        lines.append(
+            f"| {name} | {e['sde'].upper()} | {e['loss'].upper()} | {len(e['seeds'])} | "
+            f"{_fmt(e, 'abs_dlogz', 3)} | {e['log_z_se']['mean']:.3f} | {_fmt(e, 'ess_frac')} | "
+            f"{modes} | {share} | {_fmt(e, 'energy_distance')} |")
+    lines += ["", "LV − KL, difference of seed means (Welch p):"]
+    for c in data["comparisons"]:
+        parts = [f"{k} {c[k]['diff']:+.4f} (p={c[k]['welch_p']:.3f})" for k in COMPARE_KEYS
+                 if k in c]
+        lines.append(f"- {NAMES[c['target']]} {c['backend']} {c['sde'].upper()}: "
+                     + "; ".join(parts))
+    return "\n".join(lines)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small budget (smoke run)")
@@ -308,7 +336,12 @@ def main(argv=None):
     ap.add_argument("--targets", default="gmm9,funnel,many_well")
     ap.add_argument("--seeds", type=int, default=3, help="seeds for GMM-9 (NumPyro and Pyro)")
     ap.add_argument("--other-seeds", type=int, default=2, help="seeds for funnel, many-well")
+    ap.add_argument("--table", action="store_true",
+                    help="print the README table from results/paths.json and exit")
     args = ap.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads((RESULTS / "paths.json").read_text())))
+        return
     jax.config.update("jax_enable_x64", False)
     cfg = dict(steps=1000, batch=256, euler=50, hidden=(64, 64), lr=5e-3,
                eval={"gmm9": 100_000, "funnel": 100_000, "many_well": 100_000},
