@@ -173,10 +173,16 @@ def test_all_minus_inf_weights():
         model(x)
         numpyro.factor("impossible", -jnp.inf)
 
-    with pytest.raises(NonFiniteError, match=r"all 4 LogVariance particles are non-finite "
-                       r"\(log q - log p: 4 \+inf \(e.g. log p = -inf: outside the model's "
-                       r"support\)\)\. Check the model's log density"):
+    with pytest.raises(NonFiniteError, match="all LogVariance log weights are -inf"):
         LogVariance(4).loss(jax.random.key(0), PARAMS, impossible, guide, X)
+
+    def beyond_max_rnd(x):
+        model(x)
+        numpyro.factor("far", -1e9)
+
+    with pytest.raises(NonFiniteError, match=r"all 4 LogVariance particles are non-finite "
+                       r"\(log q - log p: 4 finite but >= max_rnd=1e\+08\)\. Check the model's"):
+        LogVariance(4).loss(jax.random.key(0), PARAMS, beyond_max_rnd, guide, X)
 
 
 def test_a_single_kept_particle_is_not_enough():

@@ -184,10 +184,16 @@ def test_all_minus_inf_and_nan_data():
     def guide():
         pyro.sample("z", dist.Normal(5.0, 0.1))
 
-    with pytest.raises(NonFiniteError, match=r"all 4 LogVariance particles are non-finite "
-                       r"\(log q - log p: 4 \+inf \(e.g. log p = -inf: outside the model's "
-                       r"support\)\)\. Check the model's log density"):
+    with pytest.raises(NonFiniteError, match="all LogVariance log weights"):
         LogVariance(4, max_plate_nesting=0).loss(model, guide)
+
+    def beyond_max_rnd():
+        pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.factor("far", torch.tensor(-1e9))
+
+    with pytest.raises(NonFiniteError, match=r"all 4 LogVariance particles are non-finite "
+                       r"\(log q - log p: 4 finite but >= max_rnd=1e\+08\)\. Check the model's"):
+        LogVariance(4, max_plate_nesting=0).loss(beyond_max_rnd, guide)
 
     def nan_model():
         z = pyro.sample("z", dist.Normal(0.0, 1.0))

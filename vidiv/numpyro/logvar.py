@@ -48,7 +48,8 @@ import jax
 import jax.numpy as jnp
 from numpyro.infer.elbo import ELBO
 
-from ..errors import check_num_particles
+from ..errors import NonFiniteError, check_num_particles
+from ..estimators import check_log_weights
 from ..paths.filter import MAX_RND, PathLoss, check_max_rnd, path_log_variance
 from ._traces import particle_terms, reduce_mutable_state
 
@@ -87,7 +88,11 @@ class LogVariance(ELBO):
         )  # fmt: skip
         axes = tuple(range(1, t.log_p.ndim))
         log_p, log_q = jnp.sum(t.log_p, axis=axes), jnp.sum(t.log_q, axis=axes)
-        out = path_log_variance(log_p, log_q, self.max_rnd, name="LogVariance particles")
+        try:
+            out = path_log_variance(log_p, log_q, self.max_rnd, name="LogVariance particles")
+        except NonFiniteError:  # the diagnosis every objective gives (NaN, all -inf) first
+            check_log_weights(log_p - log_q, "LogVariance log weights")
+            raise
         return out._replace(loss=out.loss * t.scale), t
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):

@@ -16,7 +16,8 @@ Dropped particles (e.g. a guide sample outside the model's support, where ``log 
 diverged diffusion trajectory) add nothing to the value and exactly nothing to the gradient; their
 number is in :attr:`LogVariance.last_num_dropped` after each call, and a warning is issued the
 first time particles are dropped. Fewer than two kept particles raise
-:class:`~vidiv.errors.NonFiniteError` (NaN observed data are named by site).
+:class:`~vidiv.errors.NonFiniteError`, with the message every vidiv objective gives for NaN data
+(naming the site) or all-``-inf`` log weights where that is the cause.
 
 The log ratio of a particle is its *total* over every plate (Pyro's usual subsampling scales
 included: ``size / subsample_size`` per subsampled plate), i.e. the log ratio of the whole latent
@@ -46,7 +47,7 @@ import torch
 from .._backend import as_float
 from ..errors import NonFiniteError
 from ..paths.filter import MAX_RND, check_max_rnd, path_log_variance
-from ._traces import ParticleELBO, _check_data, _sites
+from ._traces import ParticleELBO, _check_finite, _sites
 
 __all__ = ["LogVariance"]
 
@@ -91,8 +92,8 @@ class LogVariance(ParticleELBO):
         )
         try:
             out = path_log_variance(p.log_p, p.log_q, self.max_rnd, name="LogVariance particles")
-        except NonFiniteError:
-            _check_data(_sites(p.model_trace))  # NaN data: name the site
+        except NonFiniteError:  # the diagnosis every objective gives (NaN data, all -inf) first
+            _check_finite((p.log_p - p.log_q).detach(), _sites(p.model_trace), self._name)
             raise
         self.last_num_dropped = int(out.num_dropped)
         self.last_num_kept = int(out.num_kept)
