@@ -147,5 +147,5 @@ def path_log_variance(
     centred = xp.where(mask, f - mean, zero)
     value = xp.sum(centred * centred, axis=0) / (n_safe - 1.0)
     loss = xp.where(n >= 2, value, xp.full_like(value, float("nan")))
-    num_dropped = mask.shape[0] - xp.sum(xp.astype(mask, xp.int32), axis=0)
-    return PathLoss(loss, num_dropped, n)
+    num_kept = xp.sum(xp.astype(mask, xp.int32), axis=0)
+    return PathLoss(loss, mask.shape[0] - num_kept, num_kept)
