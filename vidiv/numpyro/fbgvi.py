@@ -155,7 +155,8 @@ class FBGVI:
         sites of :attr:`latent_shapes` concatenated in that order, each raveled (a positive site
         enters as its log, etc.). The step counter and random key are kept and a non-finite flag
         is cleared; with the default ``step_size=None``, η₀ is re-derived from the curvature at
-        the new mean (potential of the model arguments given to :meth:`init`). Raises
+        the new mean (potential of the model arguments given to :meth:`init`). It validates on
+        the host, so call it outside ``jit``. Raises
         :class:`~vidiv.errors.VidivError` for a wrong shape, NaN/inf entries, or a ``cov`` that
         is not symmetric positive definite.
 
