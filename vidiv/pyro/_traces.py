@@ -34,7 +34,6 @@ Example
 from __future__ import annotations
 
 import contextlib
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -42,18 +41,15 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
-from pyro.infer import ELBO
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from .._backend import as_float
-from ..errors import ModelStructureError, NonFiniteError, check_num_particles
+from ..errors import ModelStructureError, NonFiniteError
 from ..estimators import check_log_weights
 
 __all__ = [
     "DetachSamples",
     "Particles",
-    "ParticleELBO",
     "trace_particles",
     "guess_max_plate_nesting",
 ]
@@ -332,54 +328,3 @@ def trace_particles(
         guide_trace=poutine.util.prune_subsample_sites(raws[0]),
         raw_guide_traces=raws,
     )
-
-
-class ParticleELBO(ELBO):
-    """Base of vidiv's Pyro objectives: validates the particle count, owns the particle plate
-    (``max_plate_nesting`` is the *model's* nesting; guessed once from a blocked run if infinite)
-    and exposes :meth:`particles`."""
-
-    _name = "this objective"
-
-    def __init__(
-        self,
-        num_particles: int,
-        max_plate_nesting: float = math.inf,
-        vectorize_particles: bool = True,
-        min_particles: int = 1,
-    ) -> None:
-        num_particles = check_num_particles(num_particles, minimum=min_particles)
-        super().__init__(num_particles=num_particles, max_plate_nesting=max_plate_nesting)
-        self.vectorize_particles = bool(vectorize_particles)
-
-    def _nesting(self, model, guide, args, kwargs) -> int | None:
-        if not self.vectorize_particles:
-            return None
-        if math.isinf(self.max_plate_nesting):
-            self.max_plate_nesting = guess_max_plate_nesting(model, guide, args, kwargs)
-        return int(self.max_plate_nesting)
-
-    def particles(self, model, guide, args, kwargs, **options) -> Particles:
-        """Run :func:`trace_particles` with this objective's settings."""
-        options.setdefault("num_particles", self.num_particles)
-        return trace_particles(
-            model,
-            guide,
-            args,
-            kwargs,
-            max_plate_nesting=self._nesting(model, guide, args, kwargs),
-            vectorize=self.vectorize_particles,
-            objective=self._name,
-            **options,
-        )
-
-    def _get_trace(self, model, guide, args, kwargs):
-        p = self.particles(model, guide, args, kwargs)
-        return p.model_trace, p.guide_trace
-
-    def loss_and_grads(self, model, guide, *args, **kwargs) -> float:
-        """Backpropagate :meth:`differentiable_loss`; return the loss as a float."""
-        loss = self.differentiable_loss(model, guide, *args, **kwargs)
-        if loss.requires_grad:
-            loss.backward(retain_graph=self.retain_graph)
-        return as_float(loss)

@@ -45,7 +45,8 @@ import torch
 from .._backend import as_float
 from ..errors import InvalidArgumentError, ModelStructureError, check_alpha
 from ..estimators import renyi_bound, renyi_dreg_surrogate, score_surrogate
-from ._traces import ParticleELBO, Particles
+from ._elbo import ParticleELBO
+from ._traces import Particles
 
 __all__ = ["AlphaDivergence"]
 

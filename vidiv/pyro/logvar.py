@@ -47,7 +47,8 @@ import torch
 from .._backend import as_float
 from ..errors import NonFiniteError
 from ..paths.filter import MAX_RND, check_max_rnd, path_log_variance
-from ._traces import ParticleELBO, _check_finite, _sites
+from ._elbo import ParticleELBO
+from ._traces import _check_finite, _sites
 
 __all__ = ["LogVariance"]
 

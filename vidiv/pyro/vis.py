@@ -33,7 +33,7 @@ import torch
 
 from .._backend import as_float, log_num, logsumexp
 from ..estimators import vis_guide_surrogate, vis_model_surrogate
-from ._traces import ParticleELBO
+from ._elbo import ParticleELBO
 
 __all__ = ["ChiSquaredVIS"]
 
