@@ -26,7 +26,11 @@ from benchmarks.vis_common import HIDDEN, LATENT, PIXELS, Run, chivi_surrogate, 
 from vidiv._backend import as_float
 from vidiv.estimators import log_marginal
 from vidiv.pyro import AlphaDivergence, ChiSquaredVIS
-from vidiv.pyro._traces import ParticleELBO
+
+try:  # the base class of vidiv's Pyro objectives (moving from _traces to _elbo)
+    from vidiv.pyro._elbo import ParticleELBO
+except ImportError:  # pragma: no cover - older layout
+    from vidiv.pyro._traces import ParticleELBO
 
 
 class ChiviStyle(ParticleELBO):
