@@ -26,11 +26,7 @@ from benchmarks.vis_common import HIDDEN, LATENT, PIXELS, Run, chivi_surrogate, 
 from vidiv._backend import as_float
 from vidiv.estimators import log_marginal
 from vidiv.pyro import AlphaDivergence, ChiSquaredVIS
-
-try:  # the base class of vidiv's Pyro objectives (moving from _traces to _elbo)
-    from vidiv.pyro._elbo import ParticleELBO
-except ImportError:  # pragma: no cover - older layout
-    from vidiv.pyro._traces import ParticleELBO
+from vidiv.pyro._elbo import ParticleELBO
 
 
 class ChiviStyle(ParticleELBO):
