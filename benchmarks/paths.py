@@ -15,7 +15,8 @@ Per (target, backend, SDE, loss) the summary gives mean and sd over seeds; per (
 SDE) a Welch t-test on the per-seed |Δlog Z| (and energy distance, minimum mode share) says
 whether LV and KL differ beyond seed-to-seed spread.
 
-Usage: ``python benchmarks/paths.py [--quick] [--no-pyro] [--seeds 3] [--other-seeds 2]``.
+Usage: ``python -m benchmarks.paths [--quick] [--no-pyro] [--seeds 3] [--other-seeds 3]``;
+more seeds later: ``--targets funnel,many_well --other-seeds 1 --seed-start 3 --append``.
 Writes ``benchmarks/results/paths.json`` (``--quick``: ``paths_quick.json``) and
 ``benchmarks/results/paths_<target>.png`` (seed 0). The machine may be shared with other jobs:
 wall-clock numbers are indicative.
@@ -232,7 +233,12 @@ def main(argv=None):
     ap.add_argument("--no-pyro", action="store_true", help="skip the Pyro GMM-9 rows")
     ap.add_argument("--targets", default="gmm9,funnel,many_well")
     ap.add_argument("--seeds", type=int, default=3, help="seeds for GMM-9 (NumPyro and Pyro)")
-    ap.add_argument("--other-seeds", type=int, default=2, help="seeds for funnel, many-well")
+    ap.add_argument("--other-seeds", type=int, default=3, help="seeds for funnel, many-well")
+    ap.add_argument("--seed-start", type=int, default=0,
+                    help="first seed (with --append: add seeds to an earlier run)")
+    ap.add_argument("--append", action="store_true",
+                    help="keep the rows of the existing results file (a rerun of the same "
+                         "target/backend/SDE/loss/seed replaces its row) and re-summarise")
     ap.add_argument("--table", action="store_true",
                     help="print the README table from results/paths.json and exit")
     args = ap.parse_args(argv)
@@ -266,6 +272,12 @@ def main(argv=None):
                      "seeds for LV and KL. log_z_se: delta-method IS standard error."),
             "funnel_ground_truth": str(FUNNEL_JSON.name) if FUNNEL_JSON.exists() else None}
     out_path = RESULTS / ("paths_quick.json" if args.quick else "paths.json")
+    if args.append and out_path.exists():
+        old = json.loads(out_path.read_text())
+        rows = old["rows"]
+        n = args.other_seeds if args.targets != "gmm9" else args.seeds
+        run = {"targets": args.targets, "seeds": list(range(args.seed_start, args.seed_start + n))}
+        meta = {**old["meta"], "appended_runs": [*old["meta"].get("appended_runs", []), run]}
 
     def write():
         summary, comparisons = summarise(rows)
@@ -274,6 +286,8 @@ def main(argv=None):
         return summary, comparisons
 
     def emit(row):
+        key = ("target", "backend", "sde", "loss", "seed")
+        rows[:] = [r for r in rows if any(r[k] != row[k] for k in key)]
         rows.append(row)
         out = row
         modes = f"{out['modes_covered']}/{out['num_modes']}" if "modes_covered" in out else "-"
@@ -291,7 +305,7 @@ def main(argv=None):
     for name in names:
         plot_samples = {}
         n_seeds = args.seeds if name == "gmm9" else args.other_seeds
-        for seed in range(n_seeds):
+        for seed in range(args.seed_start, args.seed_start + n_seeds):
             for sde in ("pis", "vp"):
                 for est in ("lv", "kl"):
                     out, x = run_numpyro(name, sde, est, cfg, seed=seed)
@@ -299,10 +313,10 @@ def main(argv=None):
                           "seed": seed, **out})
                     if seed == 0:
                         plot_samples[f"{sde}/{est}"] = x
-        if not args.quick:  # the committed plots come from full runs only
+        if not args.quick and plot_samples:  # committed plots: full runs, seed 0 only
             _plot(name, plot_samples, _exact(name, np.random.default_rng(7), 2000))
         if name == "gmm9" and pyro_rows:
-            for seed in range(args.seeds):
+            for seed in range(args.seed_start, args.seed_start + args.seeds):
                 for est in ("lv", "kl"):
                     out, _ = run_pyro_gmm(est, cfg, seed=seed)
                     emit({"target": "gmm9", "backend": "pyro", "sde": "pis", "loss": est,
