@@ -24,6 +24,10 @@ Methods (same particles K, same wall-clock budget per method; compilation and va
 Run:  python -m benchmarks.vis [--backend numpyro|pyro|both] [--quick] [--budget SECONDS]
 Writes benchmarks/results/vis.json (one entry per backend; a run of one backend keeps the other's
 entry) and prints the tables. Timings are on a shared, loaded CPU.
+
+The VIS paper's own VAE protocol (S = 500, minibatch 64, constant Adam 5e-3, 20 epochs, one hidden
+layer of 128, several seeds): python -m benchmarks.vis --only vae --protocol paper
+[--seeds 0,1,2,3,4] [--epochs 20] [--particles 500], see ``benchmarks/vis_paper.py``.
 """
 
 from __future__ import annotations
@@ -59,8 +63,9 @@ VAE_COLS = [
 ]
 
 
-def run(backend, k, mix_budget, vae_budget, seed, steps=None, only=None, quick=False):
-    """Run one backend; returns its result entry."""
+def load_backend(backend):
+    """The backend module (vis_numpyro or vis_pyro), set up (float64 JAX / 1 torch thread), and
+    its versions for the results file."""
     if backend == "pyro":
         import pyro
         import torch
@@ -82,6 +87,12 @@ def run(backend, k, mix_budget, vae_budget, seed, steps=None, only=None, quick=F
 
         jax.config.update("jax_enable_x64", True)
         versions = {"jax": jax.__version__, "numpyro": numpyro.__version__, "dtype": "float64"}
+    return impl, versions
+
+
+def run(backend, k, mix_budget, vae_budget, seed, steps=None, only=None, quick=False):
+    """Run one backend; returns its result entry."""
+    impl, versions = load_backend(backend)
     # quick (smoke) mode: short chunks and few importance samples
     vae_every, chunk, samples = (25, 25, (50, 100, 500)) if quick else (500, 250, (500, 1000, 5000))
     mix = vae = None
@@ -121,7 +132,7 @@ def main(argv=None) -> None:
     parser.add_argument("--budget", type=float, default=None, help="seconds per method (both)")
     parser.add_argument("--mix-budget", type=float, default=None)
     parser.add_argument("--vae-budget", type=float, default=None)
-    parser.add_argument("--particles", type=int, default=16)
+    parser.add_argument("--particles", type=int, default=None, help="16 (paper protocol: 500)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--steps",
@@ -130,8 +141,17 @@ def main(argv=None) -> None:
         help="equal steps instead of equal wall-clock (same for every method)",
     )
     parser.add_argument("--only", choices=["mixture", "vae"], default=None)
-    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "vis.json"))
+    parser.add_argument("--protocol", choices=["default", "paper"], default="default")
+    parser.add_argument("--seeds", default="0,1,2,3,4", help="paper protocol: comma-separated")
+    parser.add_argument("--epochs", type=int, default=20, help="paper protocol")
+    parser.add_argument("--out", default=None, help="default benchmarks/results/vis.json")
     args = parser.parse_args(argv)
+    if args.protocol == "paper":
+        from benchmarks import vis_paper
+
+        return vis_paper.main(args)
+    args.particles = args.particles or 16
+    args.out = args.out or str(Path(__file__).parent / "results" / "vis.json")
     mix_budget = args.mix_budget or args.budget or (3.0 if args.quick else 40.0)
     vae_budget = args.vae_budget or args.budget or (3.0 if args.quick else 90.0)
     out = Path(args.out)

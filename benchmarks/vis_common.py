@@ -22,6 +22,29 @@ from vidiv.estimators import elbo, vis_guide_surrogate
 METHODS = ("ELBO", "IWAE", "CHIVI", "VIS")
 LATENT, HIDDEN, PIXELS = 2, 64, 64
 
+
+@dataclass(frozen=True)
+class VaeArch:
+    """VAE layout: hidden widths (tanh) of the decoder z -> pixels and of the encoder
+    pixels -> (loc, log scale), and the minibatch size. The default is this benchmark's 2-64-64
+    decoder and 64-64 encoder; ``PAPER_ARCH`` is the VIS paper's (one hidden layer of 128)."""
+
+    decoder: tuple = (HIDDEN, HIDDEN)
+    encoder: tuple = (HIDDEN,)
+    batch: int = 100
+
+    @property
+    def decoder_sizes(self):
+        return [LATENT, *self.decoder, PIXELS]
+
+    @property
+    def encoder_sizes(self):
+        return [PIXELS, *self.encoder, 2 * LATENT]
+
+
+DEFAULT_ARCH = VaeArch()
+PAPER_ARCH = VaeArch(decoder=(128,), encoder=(128,), batch=64)
+
 # ---- (a) identifiable mixture ----------------------------------------------------------------
 
 
@@ -163,7 +186,7 @@ def train_budgeted(step_chunk, snapshot, run: Run, validate=None) -> Fit:
 # ---- the two comparisons, for a backend module ``impl`` (vis_numpyro or vis_pyro) ---------------
 # impl provides: methods(k) -> {name: loss}; fit_mixture(loss, x_train, run) -> Fit;
 # mixture_theta(params) -> (pi, mu); mixture_is_ll(params, x, num_samples) -> float;
-# fit_vae(loss, x_train, run, validate) -> Fit; vae_ll(params, x, num_samples, seed) -> float
+# fit_vae(loss, x_train, run, validate, arch) -> Fit; vae_ll(params, x, num_samples, seed) -> float
 # (IS log-likelihood per point); decoder_logits(params, z) -> (len(z), PIXELS) logits.
 
 
@@ -185,13 +208,15 @@ def bench_mixture(impl, k, budget, seed, max_steps=None, chunk=250, is_samples=5
     return rows
 
 
-def bench_vae(impl, k, run: Run, valid_samples=500, test_samples=1000):
+def bench_vae(impl, k, run: Run, valid_samples=500, test_samples=1000, arch=DEFAULT_ARCH):
     """Test IS log-likelihood at each method's best-validation parameters (the reported number)
     and, for reference, at its last parameters."""
     x_train, x_valid, x_test = digits(run.seed)
     rows = {}
     for name, loss in impl.methods(k).items():
-        fit = impl.fit_vae(loss, x_train, run, lambda p: impl.vae_ll(p, x_valid, valid_samples, 97))
+        fit = impl.fit_vae(
+            loss, x_train, run, lambda p: impl.vae_ll(p, x_valid, valid_samples, 97), arch
+        )
         rows[name] = {
             "test_ll_is": impl.vae_ll(fit.best, x_test, test_samples, 99),
             "best_valid_ll_is": fit.best_valid_ll,
@@ -209,10 +234,11 @@ def bench_vae(impl, k, run: Run, valid_samples=500, test_samples=1000):
 
 def print_table(title, rows, cols):
     print(f"\n{title}")
-    print(f"{'method':8s}" + "".join(f"{c:>16s}" for c in cols))
+    widths = [max(16, len(c) + 2) for c in cols]
+    print(f"{'method':10s}" + "".join(f"{c:>{w}s}" for c, w in zip(cols, widths, strict=True)))
     for name, row in rows.items():
         cells = "".join(
-            f"{row[c]:16.4f}" if isinstance(row.get(c), float) else f"{row.get(c, ''):>16}"
-            for c in cols
+            f"{row[c]:{w}.4f}" if isinstance(row.get(c), float) else f"{row.get(c, ''):>{w}}"
+            for c, w in zip(cols, widths, strict=True)
         )
-        print(f"{name:8s}{cells}")
+        print(f"{name:10s}{cells}")

@@ -7,6 +7,8 @@ AlphaDivergence(alpha=0) (= numpyro RenyiELBO(alpha=0)); CHIVI = :func:`chivi_su
 
 from __future__ import annotations
 
+from functools import partial
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,7 +18,7 @@ from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.elbo import ELBO
 
-from benchmarks.vis_common import HIDDEN, LATENT, PIXELS, Run, chivi_surrogate, train_budgeted
+from benchmarks.vis_common import DEFAULT_ARCH, LATENT, Run, chivi_surrogate, train_budgeted
 from vidiv.numpyro import AlphaDivergence, ChiSquaredVIS
 from vidiv.numpyro._traces import particle_terms
 
@@ -131,23 +133,24 @@ def _mlp(params, h):
     return h @ params[-1]["w"] + params[-1]["b"]
 
 
-def vae_model(x, batch=100):
-    dec = numpyro.param("decoder", lambda key: _mlp_init(key, [LATENT, HIDDEN, HIDDEN, PIXELS]))
-    with numpyro.plate("data", x.shape[0], subsample_size=batch) as idx:
+def vae_model(x, batch=None, arch=DEFAULT_ARCH):
+    dec = numpyro.param("decoder", lambda key: _mlp_init(key, arch.decoder_sizes))
+    with numpyro.plate("data", x.shape[0], subsample_size=batch or arch.batch) as idx:
         z = numpyro.sample("z", dist.Normal(0.0, 1.0).expand([LATENT]).to_event(1))
         numpyro.sample("x", dist.Bernoulli(logits=_mlp(dec, z)).to_event(1), obs=x[idx])
 
 
-def vae_guide(x, batch=100):
-    enc = numpyro.param("encoder", lambda key: _mlp_init(key, [PIXELS, HIDDEN, 2 * LATENT], 0.5))
-    with numpyro.plate("data", x.shape[0], subsample_size=batch) as idx:
+def vae_guide(x, batch=None, arch=DEFAULT_ARCH):
+    enc = numpyro.param("encoder", lambda key: _mlp_init(key, arch.encoder_sizes, 0.5))
+    with numpyro.plate("data", x.shape[0], subsample_size=batch or arch.batch) as idx:
         out = _mlp(enc, x[idx])
         loc, log_scale = out[..., :LATENT], out[..., LATENT:]
         numpyro.sample("z", dist.Normal(loc, jnp.exp(log_scale)).to_event(1))
 
 
-def fit_vae(loss, x_train, run, validate):
-    return train(loss, vae_model, vae_guide, x_train, run, validate)
+def fit_vae(loss, x_train, run, validate, arch=DEFAULT_ARCH):
+    model, guide = partial(vae_model, arch=arch), partial(vae_guide, arch=arch)
+    return train(loss, model, guide, x_train, run, validate)
 
 
 def vae_ll(params, x, num_samples, seed):

@@ -22,7 +22,7 @@ from pyro.infer import SVI, RenyiELBO, Trace_ELBO
 from pyro.optim import ClippedAdam
 from torch import nn
 
-from benchmarks.vis_common import HIDDEN, LATENT, PIXELS, Run, chivi_surrogate, train_budgeted
+from benchmarks.vis_common import DEFAULT_ARCH, LATENT, Run, chivi_surrogate, train_budgeted
 from vidiv._backend import as_float
 from vidiv.estimators import log_marginal
 from vidiv.pyro import AlphaDivergence, ChiSquaredVIS
@@ -146,33 +146,35 @@ def _mlp(sizes, scale=1.0):
 
 
 class VAE(nn.Module):
-    """Decoder 2-64-64-64 (Bernoulli logits), encoder 64-64-(loc, log scale). With
-    ``register=False`` the model and guide use the modules as they are (no param store)."""
+    """Decoder (Bernoulli logits) and encoder (loc, log scale) laid out by ``arch`` (default:
+    2-64-64-64 and 64-64-4). With ``register=False`` the model and guide use the modules as they
+    are (no param store)."""
 
-    def __init__(self):
+    def __init__(self, arch=DEFAULT_ARCH):
         super().__init__()
-        self.decoder = _mlp([LATENT, HIDDEN, HIDDEN, PIXELS])
-        self.encoder = _mlp([PIXELS, HIDDEN, 2 * LATENT], 0.5)
+        self.batch = arch.batch
+        self.decoder = _mlp(arch.decoder_sizes)
+        self.encoder = _mlp(arch.encoder_sizes, 0.5)
 
-    def model(self, x, batch=100, register=True):
+    def model(self, x, batch=None, register=True):
         if register:
             pyro.module("decoder", self.decoder)
-        with pyro.plate("data", x.shape[0], subsample_size=batch) as idx:
+        with pyro.plate("data", x.shape[0], subsample_size=batch or self.batch) as idx:
             z = pyro.sample("z", dist.Normal(0.0, 1.0).expand([LATENT]).to_event(1))
             pyro.sample("x", dist.Bernoulli(logits=self.decoder(z)).to_event(1), obs=x[idx])
 
-    def guide(self, x, batch=100, register=True):
+    def guide(self, x, batch=None, register=True):
         if register:
             pyro.module("encoder", self.encoder)
-        with pyro.plate("data", x.shape[0], subsample_size=batch) as idx:
+        with pyro.plate("data", x.shape[0], subsample_size=batch or self.batch) as idx:
             out = self.encoder(x[idx])
             loc, log_scale = out[..., :LATENT], out[..., LATENT:]
             pyro.sample("z", dist.Normal(loc, torch.exp(log_scale)).to_event(1))
 
 
-def fit_vae(loss, x_train, run, validate):
+def fit_vae(loss, x_train, run, validate, arch=DEFAULT_ARCH):
     pyro.set_rng_seed(run.seed)
-    vae = VAE()
+    vae = VAE(arch)
     return train(loss, vae.model, vae.guide, x_train, run, lambda: copy.deepcopy(vae), validate)
 
 

@@ -1,0 +1,138 @@
+"""The VIS paper's own VAE protocol on the 8x8 digits (issue 4), NumPyro and Pyro.
+
+Settings from the reference code (JerrySoybean/vis, ``vae_mnist/main.py``; notes §1.5): decoder
+2-128 (tanh)-pixels (Bernoulli), encoder pixels-128 (tanh)-(mu, log sigma), latent dim 2, S = 500
+particles for every method, minibatch 64, constant Adam lr 5e-3, 20 epochs, several seeds, the
+held-out IS log-likelihood (1000 samples from the method's own encoder) reported at the end of
+training. On the 1250 training digits an epoch is ceil(1250 / 64) = 20 steps, so 20 epochs are
+400 steps. Minibatches are drawn at random each step (a subsampled plate), not by epoch passes;
+initialisation is this benchmark's (N(0, 1/fan_in) decoder, N(0, 0.25/fan_in) encoder weights),
+the same for every method at a given seed, as are the data split and the random streams.
+
+Per method and seed: test log-likelihood by IS and by exact quadrature (``grid_log_lik``) at the
+last parameters (the paper's number) and at the best-validation parameters (validated every
+epoch, 500 samples), the training IS log-likelihood (first 300 training images), steps and
+training seconds. The summary gives mean and sd over seeds and Welch t-tests of VIS against each
+other method. Runs of further seeds are merged into the output file (per backend).
+
+Run:  python -m benchmarks.vis --only vae --protocol paper [--backend numpyro|pyro|both]
+      [--seeds 0,1,2,3,4] [--epochs 20] [--particles 500] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import ttest_ind
+
+from benchmarks.vis_common import PAPER_ARCH, Run, bench_vae, digits, print_table
+
+LR = 5e-3
+METRICS = ("test_ll_is_last", "test_ll_grid_last", "test_ll_is", "test_ll_grid", "train_ll_is_last")
+COLS = [*METRICS, "best_step", "steps", "seconds"]
+
+
+def protocol(particles, epochs, steps=None, quick=False):
+    """The settings of one run (stored with the results; runs merge only if these agree)."""
+    per_epoch = math.ceil(len(digits()[0]) / PAPER_ARCH.batch)
+    total = steps or epochs * per_epoch
+    return {
+        "particles": particles,
+        "epochs": total / per_epoch,
+        "steps": total,
+        "steps_per_epoch": per_epoch,
+        "batch": PAPER_ARCH.batch,
+        "adam_lr": LR,
+        "decoder_hidden": list(PAPER_ARCH.decoder),
+        "encoder_hidden": list(PAPER_ARCH.encoder),
+        "valid_every_steps": min(per_epoch, total),
+        "samples": {"valid": 50, "test": 100} if quick else {"valid": 500, "test": 1000},
+    }
+
+
+def run_seed(impl, proto, seed):
+    every = proto["valid_every_steps"]
+    run = Run(math.inf, seed, LR, math.inf, every, proto["steps"], every)  # constant Adam
+    samples = proto["samples"]
+    return bench_vae(impl, proto["particles"], run, samples["valid"], samples["test"], PAPER_ARCH)
+
+
+def summarise(seeds: dict) -> dict:
+    """Mean and sd over seeds per method and metric; Welch t-tests of VIS against the others."""
+    names = list(next(iter(seeds.values())))
+    values = {n: {m: [seeds[s][n][m] for s in seeds] for m in (*METRICS, "seconds")} for n in names}
+    out = {
+        n: {
+            m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None}
+            for m, v in per.items()
+        }
+        for n, per in values.items()
+    }
+    if len(seeds) > 1:
+        for other in (n for n in names if n != "VIS"):
+            out["VIS"][f"welch_vs_{other}"] = {
+                m: {
+                    "t": float(r.statistic),
+                    "p": float(r.pvalue),
+                    "vis_better_seeds": int(
+                        sum(a > b for a, b in zip(values["VIS"][m], values[other][m], strict=True))
+                    ),
+                }
+                for m in METRICS[:4]
+                for r in [ttest_ind(values["VIS"][m], values[other][m], equal_var=False)]
+            }
+    return out
+
+
+def print_summary(backend, proto, summary, n_seeds):
+    print(f"\n[{backend}] paper protocol, {n_seeds} seed(s): mean (sd) per image")
+    print(f"{'method':10s}" + "".join(f"{m:>22s}" for m in METRICS))
+    for name, per in summary.items():
+        cells = "".join(f"{per[m]['mean']:13.3f} ({per[m]['sd'] or 0.0:5.3f})" for m in METRICS)
+        print(f"{name:10s}{cells}")
+    for key, tests in summary["VIS"].items():
+        if key.startswith("welch_vs_"):
+            text = ", ".join(
+                f"{m} p={t['p']:.3g} ({t['vis_better_seeds']}/{n_seeds})" for m, t in tests.items()
+            )
+            print(f"VIS vs {key[9:]}: {text}")
+
+
+def main(args) -> None:
+    from benchmarks.vis import load_backend
+
+    if args.only == "mixture":
+        raise SystemExit("--protocol paper is the VAE protocol; use --only vae")
+    proto = protocol(args.particles or 500, args.epochs, args.steps, args.quick)
+    out = Path(args.out or Path(__file__).parent / "results" / "vis_vae_paper.json")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    for backend in ["numpyro", "pyro"] if args.backend == "both" else [args.backend]:
+        impl, versions = load_backend(backend)
+        for seed in seeds:
+            rows = run_seed(impl, proto, seed)
+            print_table(f"[{backend}] paper protocol, seed {seed}", rows, COLS)
+            result = json.loads(out.read_text()) if out.exists() else {}  # re-read: merge
+            entry = result.get(backend) or {}
+            if entry.get("protocol") != proto:  # other settings: start this backend afresh
+                entry = {"protocol": proto, "seeds": {}}
+            entry["versions"] = versions
+            entry["seeds"][str(seed)] = rows
+            entry["summary"] = summarise(entry["seeds"])
+            result.update(
+                benchmark="vis_vae_paper",
+                machine={
+                    "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
+                    "note": "shared CPU loaded by other jobs; seconds are noisy",
+                },
+            )
+            result[backend] = entry
+            out.parent.mkdir(exist_ok=True)
+            out.write_text(json.dumps(result, indent=2))
+        print_summary(backend, proto, entry["summary"], len(entry["seeds"]))
+    print(f"\nwrote {out}")

@@ -1,0 +1,48 @@
+"""benchmarks/vis.py --protocol paper (benchmarks/vis_paper.py), Pyro path, 2 steps at tiny K."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from benchmarks import vis
+from benchmarks.vis_common import PAPER_ARCH
+from benchmarks.vis_pyro import VAE
+
+METHODS = {"ELBO", "IWAE", "IWAE-host", "CHIVI", "VIS"}
+
+
+def test_paper_architecture():
+    vae = VAE(PAPER_ARCH)
+    assert [m.out_features for m in vae.decoder if hasattr(m, "out_features")] == [128, 64]
+    assert [m.out_features for m in vae.encoder if hasattr(m, "out_features")] == [128, 4]
+    assert vae.batch == 64
+
+
+def test_vis_paper_protocol_pyro_smoke(tmp_path):
+    out = tmp_path / "paper.json"
+    argv = ["--only", "vae", "--protocol", "paper", "--backend", "pyro", "--quick"]
+    for seeds in ("0", "1"):  # a later run of another seed (same settings) is merged
+        vis.main([*argv, "--seeds", seeds, "--steps", "2", "--particles", "4", "--out", str(out)])
+    entry = json.loads(out.read_text())["pyro"]
+    proto = entry["protocol"]
+    assert proto["steps"] == 2 and proto["particles"] == 4 and proto["batch"] == 64
+    assert proto["adam_lr"] == 5e-3 and proto["steps_per_epoch"] == 20  # ceil(1250 / 64)
+    assert set(entry["seeds"]) == {"0", "1"}
+    for rows in entry["seeds"].values():
+        assert set(rows) == METHODS
+        for row in rows.values():
+            assert row["steps"] == 2 and row["best_step"] == 2
+            for key in ("test_ll_is_last", "test_ll_grid_last", "train_ll_is_last"):
+                assert math.isfinite(row[key]) and -64 * math.log(2) - 20 < row[key] < 0
+            # one validation, at the end: best-validation parameters are the last ones
+            assert row["test_ll_is"] == row["test_ll_is_last"]
+            # IS with the method's own encoder is below the exact quadrature (up to noise)
+            assert row["test_ll_is_last"] < row["test_ll_grid_last"] + 0.5
+    summary = entry["summary"]
+    assert set(summary) == METHODS
+    means = [r["test_ll_is_last"] for r in (entry["seeds"][s]["IWAE"] for s in ("0", "1"))]
+    assert math.isclose(summary["IWAE"]["test_ll_is_last"]["mean"], sum(means) / 2)
+    welch = summary["VIS"]["welch_vs_IWAE"]
+    assert set(welch) == {"test_ll_is_last", "test_ll_grid_last", "test_ll_is", "test_ll_grid"}
+    assert all(0.0 <= t["p"] <= 1.0 for t in welch.values())
