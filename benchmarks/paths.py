@@ -2,7 +2,10 @@
 
 Targets (``vidiv.paths.targets``): GMM-9 grid (2-D, log Z = 0), Neal's funnel (10-D,
 inference-gym ``NealsFunnel``, log Z = 0, exact samples analytic), many-well (5-D, 32 modes,
-log Z = 5 log z1 by quadrature). For each target x SDE x loss x seed the NumPyro guide is trained
+log Z = 5 log z1 by quadrature) and the 50-D many-well of sde_sampler ``mw_50d``
+(``many_well_50d``: 5 double wells with delta = 2 + 45 standard-Gaussian dims, 32 modes, SDE
+settings of the reference configs: PIS sigma = sqrt(0.2), T = 5; VP scale 1; exact samples by
+inverse CDF and Gaussian draws). For each target x SDE x loss x seed the NumPyro guide is trained
 (``SVI.run``, jit/scan) with the same budget, optimiser and seeds for both losses, then evaluated
 on fresh trajectories: |Δlog Z| of the IS estimate with its delta-method standard error
 sqrt((mean w^2 / mean(w)^2 - 1) / N) (log space, max-shifted), IS-ESS (fraction), mode coverage
@@ -77,6 +80,12 @@ def _exact_many_well(rng, n, d, delta=4.0):
     return np.interp(rng.uniform(size=(n, d)), cdf, grid)
 
 
+def _exact_many_well_50d(rng, n):
+    d, k = targets.MW50_DIM, targets.MW50_WELLS
+    wells = _exact_many_well(rng, n, k, delta=targets.MW50_DELTA)  # inverse CDF per coordinate
+    return np.concatenate([wells, rng.standard_normal((n, d - k))], 1)
+
+
 def _exact(name, rng, n):
     if name == "gmm9":
         k = rng.integers(0, 9, n)
@@ -86,6 +95,8 @@ def _exact(name, rng, n):
         x0 = 3.0 * rng.standard_normal(n)
         rest = np.exp(x0 / 2)[:, None] * rng.standard_normal((n, 9))
         return np.concatenate([x0[:, None], rest], 1)
+    if name == "many_well_50d":
+        return _exact_many_well_50d(rng, n)
     return _exact_many_well(rng, n, 5)
 
 
@@ -97,6 +108,9 @@ TARGETS = {
                {"pis": {"sigma": 1.5, "T": 4.0}, "vp": {"scale": 3.0}}),
     "many_well": (targets.many_well_log_prob, 5, 5 * targets.double_well_log_z(4.0), 32,
                   {"pis": {"sigma": 1.0, "T": 5.0}, "vp": {"scale": 2.0}}),
+    "many_well_50d": (targets.many_well_50d_log_prob, targets.MW50_DIM, targets.multi_well_log_z(),
+                      2**targets.MW50_WELLS,
+                      {"pis": {"sigma": math.sqrt(0.2), "T": 5.0}, "vp": {"scale": 1.0}}),
 }
 
 
@@ -106,6 +120,8 @@ def _modes(name, x):
         return idx[near], 9, float(near.mean())
     if name == "many_well":
         return targets.many_well_mode(x), 32, None
+    if name == "many_well_50d":
+        return targets.multi_well_mode(x), 2**targets.MW50_WELLS, None
     return None, None, None
 
 
@@ -247,12 +263,13 @@ def main(argv=None):
         return
     jax.config.update("jax_enable_x64", False)
     cfg = dict(steps=1000, batch=256, euler=50, hidden=(64, 64), lr=5e-3,
-               eval={"gmm9": 100_000, "funnel": 100_000, "many_well": 100_000},
+               eval={"gmm9": 100_000, "funnel": 100_000, "many_well": 100_000,
+                     "many_well_50d": 100_000},
                pyro_steps=200, pyro_batch=64, pyro_euler=20)
     if args.quick:
         cfg.update(steps=200, batch=64, euler=20, hidden=(32, 32),
-                   eval={"gmm9": 2000, "funnel": 2000, "many_well": 2000}, pyro_steps=30,
-                   pyro_batch=32, pyro_euler=10)
+                   eval={"gmm9": 2000, "funnel": 2000, "many_well": 2000, "many_well_50d": 2000},
+                   pyro_steps=30, pyro_batch=32, pyro_euler=10)
     if not args.no_pyro:
         import torch
 

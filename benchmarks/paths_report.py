@@ -87,7 +87,8 @@ def print_summary(summary, comparisons):
         print(f"  {c['target']:10s} {c['backend']:8s} {c['sde']:4s} " + "; ".join(parts))
 
 
-NAMES = {"gmm9": "GMM-9", "funnel": "funnel-10", "many_well": "many-well-5"}
+NAMES = {"gmm9": "GMM-9", "funnel": "funnel-10", "many_well": "many-well-5",
+         "many_well_50d": "many-well-50 (mw_50d)"}
 
 
 def markdown_table(data):

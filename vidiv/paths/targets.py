@@ -7,11 +7,17 @@ target             d     log density                                            
 ``gmm_grid``       2     equal mixture of N(m, 0.3 I), m in {-5, 0, 5}^2 (9 modes)  0
 ``funnel``         10    x1 ~ N(0, 3^2), x_{2:d} | x1 ~ N(0, e^{x1}) (inference-gym)  0
 ``many_well``      5     sum_i -(x_i^2 - delta)^2, delta = 4 (2^5 = 32 modes)         5 log z1
+``many_well_50d``  50    5 double wells, delta = 2, + 45 dims -x_j^2/2 (32 modes)      see below
 ``bimodal_1d``     1     0.5 N(-2, 0.5^2) + 0.5 N(2, 0.5^2)                          0
 =================  ====  =========================================================  ==========
 
 ``z1`` is the 1-D double-well integral, computed by :func:`double_well_log_z` with adaptive
-quadrature. All functions take numpy, torch or jax arrays (through ``vidiv._backend``).
+quadrature. ``many_well_50d`` is sde_sampler's ``mw_50d`` (``MultiWell``: ``n_double_wells=5``,
+``separation=2``, ``dim=50``, shift 0): the double wells sit on the first five coordinates (modes
+at ``+-sqrt(2)``, barrier height ``delta^2 = 4``) and the other 45 are unnormalised standard
+Gaussians, so log Z = ``5 log z1(2) + 45/2 log(2 pi)`` (:func:`multi_well_log_z`); its modes are
+the 32 sign patterns of the double-well coordinates (:func:`multi_well_mode`).
+All functions take numpy, torch or jax arrays (through ``vidiv._backend``).
 
 Example
 -------
@@ -37,6 +43,11 @@ __all__ = [
     "many_well_log_prob",
     "many_well_mode",
     "double_well_log_z",
+    "multi_well_log_prob",
+    "multi_well_log_z",
+    "multi_well_mode",
+    "many_well_50d_log_prob",
+    "MW50_DIM",
     "bimodal_1d_log_prob",
 ]
 
@@ -114,6 +125,44 @@ def double_well_log_z(delta: float = 4.0) -> float:
     pieces = zip(pts[:-1], pts[1:], strict=True)
     total = sum(quad(f, a, b, epsabs=1e-13, epsrel=1e-12)[0] for a, b in pieces)
     return math.log(total)
+
+
+MW50_DIM, MW50_WELLS, MW50_DELTA = 50, 5, 2.0
+
+
+def _check_wells(d: int, n_wells: int) -> None:
+    if not 1 <= n_wells <= d:
+        raise ValueError(f"need 1 <= n_wells <= d, got n_wells={n_wells} for d={d}")
+
+
+def multi_well_log_prob(x: Array, n_wells: int = MW50_WELLS, delta: float = MW50_DELTA) -> Array:
+    """Unnormalised double wells on the first ``n_wells`` coordinates and ``-x_j^2 / 2`` on the
+    rest (sde_sampler ``MultiWell`` with shift 0); log Z = :func:`multi_well_log_z`."""
+    _check_wells(x.shape[-1], n_wells)
+    xp = namespace(x)
+    gauss = x[..., n_wells:]
+    return many_well_log_prob(x[..., :n_wells], delta) - 0.5 * xp.sum(gauss * gauss, axis=-1)
+
+
+def multi_well_log_z(d: int = MW50_DIM, n_wells: int = MW50_WELLS,
+                     delta: float = MW50_DELTA) -> float:
+    """``n_wells * log z1(delta) + (d - n_wells)/2 * log(2 pi)`` (exact up to quadrature)."""
+    _check_wells(d, n_wells)
+    return n_wells * double_well_log_z(delta) + 0.5 * (d - n_wells) * math.log(2 * math.pi)
+
+
+def multi_well_mode(x: np.ndarray, n_wells: int = MW50_WELLS) -> np.ndarray:
+    """Mode index (0 .. 2^n_wells - 1): the sign pattern of the double-well coordinates."""
+    x = np.asarray(x)
+    _check_wells(x.shape[-1], n_wells)
+    return many_well_mode(x[..., :n_wells])
+
+
+def many_well_50d_log_prob(x: Array) -> Array:
+    """sde_sampler ``mw_50d``: :func:`multi_well_log_prob` with 5 wells, delta = 2, d = 50."""
+    if x.shape[-1] != MW50_DIM:
+        raise ValueError(f"many_well_50d expects d = {MW50_DIM}, got {x.shape[-1]}")
+    return multi_well_log_prob(x, MW50_WELLS, MW50_DELTA)
 
 
 def bimodal_1d_log_prob(x: Array) -> Array:
