@@ -12,6 +12,7 @@ import numpyro.distributions as dist
 import pytest
 
 from tests.particles import conjugate as cj
+from tests.particles import ordered as od
 from tests.particles import sparse_dirichlet as sd
 from vidiv.errors import InvalidArgumentError, ModelStructureError, UnsupportedSupportError
 from vidiv.numpyro import MirroredSVGD
@@ -185,7 +186,10 @@ def test_to_datatree_and_ksd():
 def hmm_model(y):
     theta1 = numpyro.sample("theta1", dist.Dirichlet(jnp.ones(2)))
     theta2 = numpyro.sample("theta2", dist.Dirichlet(jnp.ones(2)))
-    mu = numpyro.sample("mu", dist.Normal(jnp.array([3.0, 10.0]), 1.0).to_event(1))
+    # Stan's positive_ordered[2] mu with normal(3, 1), normal(10, 1) priors
+    mu = numpyro.sample("mu", dist.ImproperUniform(dist.constraints.positive_ordered_vector,
+                                                   (), (2,)))
+    numpyro.factor("mu_prior", dist.Normal(jnp.array([3.0, 10.0]), 1.0).log_prob(mu).sum(-1))
     log_trans = jnp.log(jnp.stack([theta1, theta2]))  # [from, to]
     emit = dist.Normal(mu, 1.0).log_prob(y[:, None])  # (N, K)
 
@@ -199,14 +203,37 @@ def hmm_model(y):
 
 @pytest.mark.slow
 def test_hmm_example_against_posteriordb():
-    """posteriordb hmm_example (simplex + real sites): MSVGD means within 0.15 reference sd.
-    (SVMD stalls with theta2, whose mean 0.07 sits near the boundary, 0.3-0.65 sd off.)"""
+    """posteriordb hmm_example (simplex + positive-ordered sites): MSVGD means within 0.15
+    reference sd. (SVMD stalls with theta2, whose mean 0.07 sits near the boundary, 0.3-0.65
+    sd off.)"""
     from tests.particles import hmm_example as hmm
 
     if not hmm.available():
         pytest.skip("shared posteriordb data not found")
     svgd = MirroredSVGD(hmm_model, 50, optim=numpyro.optim.Adam(lambda i: 0.1 * 0.995**i),
-                        variant="msvgd")
+                        variant="msvgd", init=hmm.initial_particles(50))
     res = svgd.run(KEY, 1000, jnp.asarray(hmm.data()), progress_bar=False)
     errors = hmm.standardised_errors(res.params)
     assert max(errors.values()) < 0.15, errors
+
+
+
+@pytest.mark.parametrize("case", sorted(od.CASES))
+def test_ordered_sites_recover_order_statistics(case):
+    """Flat prior on the ordered cone times iid densities (``tests.particles.ordered``)."""
+    support, logpdf, _, _ = od.CASES[case]
+    c = getattr(dist.constraints, support)
+
+    def model():
+        mu = numpyro.sample("mu", dist.ImproperUniform(c, (), (2,)))
+        numpyro.factor("lik", jnp.sum(logpdf(mu)))
+
+    svgd = MirroredSVGD(model, od.NUM_PARTICLES, optim=numpyro.optim.Adam(lambda i: 0.1 * 0.995**i),
+                        init={"mu": od.initial_particles()})
+    od.check(np.asarray(svgd.run(KEY, od.NUM_STEPS, progress_bar=False).params["mu"]), case)
+
+    # without init, the improper site starts like init_to_uniform: u ~ U(-2, 2) unconstrained
+    svgd = MirroredSVGD(model, od.NUM_PARTICLES)
+    mu0 = np.asarray(svgd.get_samples(svgd.init(KEY))["mu"])
+    u = np.asarray(dist.biject_to(c).inv(mu0))
+    assert mu0.shape == (od.NUM_PARTICLES, 2) and np.all(np.abs(u) < 2) and u.std() > 0.9

@@ -10,6 +10,7 @@ from vidiv.errors import UnsupportedSupportError, VidivError
 from vidiv.particles import (
     Identity,
     Layout,
+    OrderedEntropic,
     PositiveEntropic,
     SimplexEntropic,
     UnitIntervalEntropic,
@@ -17,7 +18,8 @@ from vidiv.particles import (
 )
 from vidiv.particles.supports import map_for_support
 
-MAPS = [SimplexEntropic(), PositiveEntropic(), UnitIntervalEntropic(), Identity()]
+MAPS = [SimplexEntropic(), PositiveEntropic(), UnitIntervalEntropic(), Identity(),
+        OrderedEntropic(), OrderedEntropic(positive=True)]
 
 
 def _eta(m, rng, n=4):
@@ -138,6 +140,35 @@ SUPPORTED = [
 ]
 
 
+def test_ordered_values_are_ordered_and_the_map_is_the_gradient_of_psi(rng):
+    """θ = ∇ψ*(η) is strictly increasing (and positive) for large η, and η = ∇ψ(θ) is the
+    finite-difference gradient of ψ(θ) = φ(Aθ) written out directly."""
+    for positive in (False, True):
+        m = OrderedEntropic(positive=positive)
+        value = m.to_value(rng.normal(size=(50, 4)) * 5.0)
+        assert np.all(np.diff(value, axis=-1) > 0)
+        assert np.all(value[:, 0] > 0) == positive
+
+        def psi(x, positive=positive):
+            delta = np.diff(np.concatenate([[0.0], x]))
+            ent = delta * np.log(delta) - delta
+            return ent.sum() if positive else 0.5 * delta[0] ** 2 + ent[1:].sum()
+
+        x, eps = m.to_value(rng.normal(size=4) * 0.5), 1e-6
+        fd = [(psi(x + eps * e) - psi(x - eps * e)) / (2 * eps) for e in np.eye(4)]
+        np.testing.assert_allclose(m.to_dual(x), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_ordered_map_for_supports():
+    from numpyro.distributions import constraints as nc
+    from pyro.distributions import constraints as pc
+
+    for c in (nc, pc):
+        m = map_for_support(c.ordered_vector, "mu")
+        assert type(m) is OrderedEntropic and not m.positive
+        assert map_for_support(c.positive_ordered_vector, "mu").positive
+
+
 @pytest.mark.parametrize("support,cls", SUPPORTED, ids=lambda s: repr(s))
 def test_map_for_torch_supports(support, cls):
     assert type(map_for_support(support, "x")) is cls
@@ -166,5 +197,5 @@ def test_unsupported_support_names_site_and_lists_supported(support):
     msg = str(err.value)
     assert isinstance(err.value, VidivError)
     assert "'sigma_site'" in msg
-    for word in ("simplex", "positive", "unit_interval", "real"):
+    for word in ("simplex", "positive", "unit_interval", "real", "ordered_vector"):
         assert word in msg

@@ -8,6 +8,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 
+from tests.particles import ordered as od
 from tests.particles import sparse_dirichlet as sd
 from vidiv.errors import (
     InvalidArgumentError,
@@ -91,6 +92,30 @@ def test_gamma_site_has_the_right_mean_and_variance():
     assert x.shape == (200,) and np.all(x > 0)
     assert x.mean() == pytest.approx(2.0, rel=0.05)
     assert x.var() == pytest.approx(2.0, rel=0.05)
+
+
+@pytest.mark.parametrize("case", sorted(od.CASES))
+def test_ordered_sites_recover_order_statistics(case):
+    """Flat prior on the ordered cone times iid densities (``tests.particles.ordered``)."""
+    support, logpdf, _, _ = od.CASES[case]
+    c = getattr(dist.constraints, support)
+
+    def model():
+        mu = pyro.sample("mu", dist.ImproperUniform(c, (), (2,)))
+        pyro.factor("lik", logpdf(mu).sum(-1))
+
+    optim = _decaying(torch.optim.Adam, 0.1, 0.995)
+    svgd = MirroredSVGD(model, od.NUM_PARTICLES, optim=optim,
+                        init={"mu": od.initial_particles()})
+    od.check(_fit(svgd, optim, od.NUM_STEPS)["mu"].numpy(), case)
+
+    pyro.set_rng_seed(0)  # without init, the improper site starts uniform in (-2, 2)
+    pyro.clear_param_store()
+    svgd = MirroredSVGD(model, od.NUM_PARTICLES)
+    assert torch.isfinite(svgd.log_p()).all()  # sets the particles up
+    mu0 = svgd.get_samples()["mu"]
+    u = torch.distributions.biject_to(c).inv(mu0).numpy()
+    assert mu0.shape == (od.NUM_PARTICLES, 2) and np.all(np.abs(u) < 2) and u.std() > 0.9
 
 
 def conjugate_model():
@@ -227,7 +252,10 @@ def test_model_that_does_not_broadcast_is_rejected():
 def hmm_model(y):
     theta1 = pyro.sample("theta1", dist.Dirichlet(torch.ones(2)))
     theta2 = pyro.sample("theta2", dist.Dirichlet(torch.ones(2)))
-    mu = pyro.sample("mu", dist.Normal(torch.tensor([3.0, 10.0]), 1.0).to_event(1))
+    # Stan's positive_ordered[2] mu with normal(3, 1), normal(10, 1) priors
+    mu = pyro.sample("mu", dist.ImproperUniform(dist.constraints.positive_ordered_vector,
+                                                (), (2,)))
+    pyro.factor("mu_prior", dist.Normal(torch.tensor([3.0, 10.0]), 1.0).log_prob(mu).sum(-1))
     log_trans = torch.stack([theta1, theta2], dim=-2).log()  # (..., from, to)
     emit = dist.Normal(mu[..., None, :], 1.0).log_prob(y[:, None])  # (..., N, K)
     gamma = emit[..., 0, :]
@@ -238,14 +266,16 @@ def hmm_model(y):
 
 @pytest.mark.slow
 def test_hmm_example_against_posteriordb():
-    """posteriordb hmm_example (simplex + real sites): MSVGD means within 0.15 reference sd.
-    (SVMD stalls with theta2, whose mean 0.07 sits near the boundary, 0.3-0.65 sd off.)"""
+    """posteriordb hmm_example (simplex + positive-ordered sites): MSVGD means within 0.15
+    reference sd. (SVMD stalls with theta2, whose mean 0.07 sits near the boundary, 0.3-0.65
+    sd off.)"""
     from tests.particles import hmm_example as hmm
 
     if not hmm.available():
         pytest.skip("shared posteriordb data not found")
     optim = _decaying(torch.optim.Adam, 0.1, 0.995)
-    svgd = MirroredSVGD(hmm_model, 50, optim=optim, variant="msvgd")
+    svgd = MirroredSVGD(hmm_model, 50, optim=optim, variant="msvgd",
+                        init=hmm.initial_particles(50))
     samples = _fit(svgd, optim, 1000, torch.as_tensor(hmm.data()))
     errors = hmm.standardised_errors({k: v.numpy() for k, v in samples.items()})
     assert max(errors.values()) < 0.15, errors

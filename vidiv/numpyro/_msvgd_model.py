@@ -8,7 +8,9 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpyro.distributions as dist
 from numpyro import handlers
+from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import log_density
 
 from ..errors import ModelStructureError
@@ -34,13 +36,33 @@ class MSVGDRunResult(NamedTuple):
     losses: jnp.ndarray
 
 
+def _unsamplable(fn) -> bool:
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return type(fn).sample is dist.Distribution.sample  # e.g. ImproperUniform
+
+
+def _uniform_if_improper(site):
+    """``substitute_fn``: sites that cannot be sampled (``ImproperUniform`` priors) get
+    ``init_to_uniform``'s value, uniform in (-2, 2) in the unconstrained space; others sample."""
+    if site["type"] == "sample" and not site["is_observed"] and _unsamplable(site["fn"]):
+        return init_to_uniform(site)
+    return None
+
+
+def _traced(model: Callable, key, args, kwargs):
+    # substitute outside seed: the substitute_fn needs the site's rng_key
+    placed = handlers.substitute(handlers.seed(model, key), substitute_fn=_uniform_if_improper)
+    return handlers.trace(placed).get_trace(*args, **kwargs)
+
+
 def inspect_model(model: Callable, rng_key, args, kwargs):
     """Trace ``model`` once, abstractly (``jax.eval_shape``: nothing is sampled or compiled):
     the layout of its latent sites in model order."""
     sites = []
 
     def trace_once(key):
-        trace = handlers.trace(handlers.seed(model, key)).get_trace(*args, **kwargs)
+        trace = _traced(model, key, args, kwargs)
         for name, site in trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue
@@ -60,10 +82,11 @@ def inspect_model(model: Callable, rng_key, args, kwargs):
 
 
 def prior_draws(model: Callable, layout: Layout, rng_key, num_particles: int, args, kwargs):
-    """``{site: (P, *shape)}`` drawn from the model's prior (vmapped over keys)."""
+    """``{site: (P, *shape)}`` drawn from the model's prior (vmapped over keys); improper sites
+    start uniform in (-2, 2) in the unconstrained space (NumPyro's ``init_to_uniform``)."""
 
     def one(key):
-        trace = handlers.trace(handlers.seed(model, key)).get_trace(*args, **kwargs)
+        trace = _traced(model, key, args, kwargs)
         return {n: trace[n]["value"] for n in layout.names}
 
     return jax.jit(jax.vmap(one))(jax.random.split(rng_key, num_particles))

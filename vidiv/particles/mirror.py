@@ -14,6 +14,9 @@ Quantities each map provides (``v`` is a dual-space vector, ``θ`` the primal co
 * ``UnitIntervalEntropic``: ``∇ψ*(η) = sigmoid η``, ``∇²ψ⁻¹ v = θ(1−θ)∘v``, log-det
   gradient ``1 − 2θ``.
 * ``Identity``: ``∇ψ*(η) = η``, ``∇²ψ⁻¹ v = v``, log-det gradient ``0``.
+* ``OrderedEntropic``: ordered vectors ``θ_1 < … < θ_d`` (``positive=True``: ``0 < θ_1``), see
+  its docstring: entropic on the increments ``δ = Aθ``; ``∇²ψ⁻¹ v = A⁻¹ diag(h) A⁻ᵀ v`` and a
+  constant log-det gradient.
 
 Simplex: ``ψ(θ) = Σ_{i≤d+1} θ_i log θ_i`` with ``θ ∈ R^d`` and ``θ_{d+1} = 1 − Σθ`` implicit,
 ``∇ψ(θ) = log θ − log θ_{d+1}``. Positive reals: ``ψ(θ) = Σ θ log θ − θ``. Unit interval
@@ -41,13 +44,14 @@ from .._backend import namespace, softmax
 Array = Any
 
 __all__ = ["MirrorMap", "SimplexEntropic", "PositiveEntropic", "UnitIntervalEntropic", "Identity",
-           "SUPPORTED_SUPPORTS"]
+           "OrderedEntropic", "SUPPORTED_SUPPORTS"]
 
 #: What :func:`vidiv.pyro.MirroredSVGD` / :func:`vidiv.numpyro.MirroredSVGD` accept.
 SUPPORTED_SUPPORTS = (
     "simplex (entropic map)",
     "positive / greater_than(0) (entropic map)",
     "unit_interval / interval(0, 1) (Fermi-Dirac entropic map)",
+    "ordered_vector / positive_ordered_vector (entropic map on the increments)",
     "real / real_vector / independent(real) (identity map: ordinary SVGD)",
 )
 
@@ -237,3 +241,96 @@ class Identity(MirrorMap):
 
     def dual_score(self, value, grad_value):
         return grad_value
+
+
+class OrderedEntropic(MirrorMap):
+    r"""Ordered vectors ``θ_1 < θ_2 < … < θ_d`` (last axis), entropic on the increments.
+
+    With the difference map ``δ = Aθ`` (``δ_1 = θ_1``, ``δ_i = θ_i − θ_{i−1} > 0``),
+    ``ψ(θ) = φ(Aθ)`` where ``φ`` is ``δ log δ − δ`` on every positive increment and ``δ_1²/2`` on
+    the free first coordinate (``positive=True``, support ``0 < θ_1 < …``: entropic on ``δ_1``
+    too). ``A`` is invertible with ``det A = 1``, so ``ψ`` is strictly convex and of Legendre
+    type on the ordered cone, and
+
+    * ``η = ∇ψ(θ) = Aᵀ∇φ(δ)``, i.e. ``η_i = ζ_i − ζ_{i+1}`` with ``ζ = log δ`` (``ζ_1 = δ_1``
+      for the free coordinate); back: ``ζ = A⁻ᵀη`` (reverse cumulative sum), ``δ = exp ζ``,
+      ``θ = A⁻¹δ`` (cumulative sum) — ordered for every finite ``η``;
+    * ``∇²ψ(θ)⁻¹ v = A⁻¹ diag(h) A⁻ᵀ v`` with ``h_i = δ_i`` (``1`` for the free coordinate), and
+      ``∇²ψ v = Aᵀ diag(1/h) A v``;
+    * ``log det ∇²ψ*(η) = Σ_{entropic i} ζ_i``, whose ``η``-gradient is the constant
+      ``#{entropic i ≤ j}`` (``j − 1`` for ``ordered_vector``, ``j`` for the positive one,
+      1-based).
+
+    Example:
+        >>> import numpy as np
+        >>> m = OrderedEntropic()
+        >>> x = m.to_value(np.array([0.0, 0.0, 0.0]))
+        >>> x.tolist(), m.to_dual(x).tolist()
+        ([0.0, 1.0, 2.0], [0.0, 0.0, 0.0])
+    """
+
+    event_dim = 1
+
+    def __init__(self, positive: bool = False):
+        self.positive = bool(positive)
+        self.name = "positive-ordered entropic" if self.positive else "ordered entropic"
+
+    def _h(self, delta):
+        # ∇²φ(δ)⁻¹ diagonal: δ on entropic coordinates, 1 on the free first one
+        if self.positive:
+            return delta
+        xp = namespace(delta)
+        return xp.concat([xp.ones_like(delta[..., :1]), delta[..., 1:]], axis=-1)
+
+    @staticmethod
+    def _cumsum(v):
+        return namespace(v).cumulative_sum(v, axis=-1)
+
+    @staticmethod
+    def _rev_cumsum(v):
+        xp = namespace(v)
+        return xp.flip(xp.cumulative_sum(xp.flip(v, axis=-1), axis=-1), axis=-1)
+
+    @staticmethod
+    def _diff(v):
+        # A v: (v_1, v_2 − v_1, ...)
+        xp = namespace(v)
+        return xp.concat([v[..., :1], v[..., 1:] - v[..., :-1]], axis=-1)
+
+    @staticmethod
+    def _diff_t(v):
+        # Aᵀ v: (v_1 − v_2, ..., v_{d−1} − v_d, v_d)
+        xp = namespace(v)
+        return xp.concat([v[..., :-1] - v[..., 1:], v[..., -1:]], axis=-1)
+
+    def to_value(self, eta):
+        xp = namespace(eta)
+        zeta = self._rev_cumsum(eta)
+        if self.positive:
+            return self._cumsum(xp.exp(zeta))
+        return self._cumsum(xp.concat([zeta[..., :1], xp.exp(zeta[..., 1:])], axis=-1))
+
+    def to_dual(self, value):
+        delta = self._diff(value)
+        if self.positive:
+            return self._diff_t(_safe_log(delta))
+        xp = namespace(value)
+        return self._diff_t(xp.concat([delta[..., :1], _safe_log(delta[..., 1:])], axis=-1))
+
+    def hess_inv(self, value, v):
+        return self._cumsum(self._h(self._diff(value)) * self._rev_cumsum(v))
+
+    def hess_inv_diag(self, value):
+        return self._cumsum(self._h(self._diff(value)))
+
+    def hess(self, value, v):
+        return self._diff_t(self._diff(v) / self._h(self._diff(value)))
+
+    def grad_logdet(self, value):
+        xp = namespace(value)
+        d = value.shape[-1]
+        counts = xp.arange(d, dtype=value.dtype) + (1.0 if self.positive else 0.0)
+        return xp.zeros_like(value) + counts
+
+    def __repr__(self) -> str:
+        return f"OrderedEntropic(positive={self.positive})"

@@ -21,6 +21,7 @@ from .mirror import (
     SUPPORTED_SUPPORTS,
     Identity,
     MirrorMap,
+    OrderedEntropic,
     PositiveEntropic,
     SimplexEntropic,
     UnitIntervalEntropic,
@@ -50,6 +51,8 @@ def map_for_support(support: Any, site: str) -> MirrorMap:
         return SimplexEntropic()
     if kind in {"Real", "RealVector"}:
         return Identity()
+    if kind in {"OrderedVector", "PositiveOrderedVector"}:
+        return OrderedEntropic(positive=kind == "PositiveOrderedVector")
     if kind in {"Positive", "GreaterThan", "GreaterThanEq", "Nonnegative"}:
         if _all_equal(getattr(base, "lower_bound", 0.0), 0.0):
             return PositiveEntropic()

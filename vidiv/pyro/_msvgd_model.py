@@ -8,7 +8,9 @@ from collections.abc import Callable
 import pyro
 import pyro.poutine as poutine
 import torch
+from pyro.infer.autoguide.initialization import InitMessenger
 from pyro.poutine.util import site_is_subsample
+from torch.distributions import transform_to
 
 from ..errors import ModelStructureError
 from ..particles.blocks import Layout
@@ -33,10 +35,26 @@ def _sample_sites(trace):
             yield name, site
 
 
+def _sample_or_uniform(site: dict) -> torch.Tensor:
+    """A draw of the site; sites that cannot be sampled (``ImproperUniform`` priors) get
+    ``u ~ U(-2, 2)`` in the unconstrained space, the range of Pyro's ``init_to_uniform``."""
+    fn = site["fn"]
+    try:
+        return fn.sample().detach()
+    except NotImplementedError:
+        t = transform_to(fn.support)
+        u = torch.rand(t.inverse_shape(fn.shape()), dtype=torch.get_default_dtype())
+        return t(4.0 * u - 2.0)
+
+
+def _trace(model: Callable, args, kwargs):
+    with poutine.block(hide_types=["param"]), InitMessenger(_sample_or_uniform):
+        return poutine.trace(model).get_trace(*args, **kwargs)
+
+
 def inspect_model(model: Callable, args, kwargs):
     """Trace ``model`` once: latent sites (in order), their mirror maps, the plate depth."""
-    with poutine.block(hide_types=["param"]):
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
+    trace = _trace(model, args, kwargs)
     sites, infos, depth = [], {}, 0
     for name, site in _sample_sites(trace):
         fn = site["fn"]
@@ -81,8 +99,8 @@ class VectorizedModel:
         return value.reshape((self.num_particles,) + info.shape)
 
     def prior_draws(self, args, kwargs) -> dict[str, torch.Tensor]:
-        with poutine.block(hide_types=["param"]):
-            trace = poutine.trace(self).get_trace(*args, **kwargs)
+        """Prior draws per particle; improper sites start uniform in (-2, 2) unconstrained."""
+        trace = _trace(self, args, kwargs)
         return {n: self.squeeze(n, trace.nodes[n]["value"].detach()) for n in self.infos}
 
     def _per_particle(self, name: str, lp: torch.Tensor) -> torch.Tensor:
