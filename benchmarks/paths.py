@@ -19,7 +19,9 @@ SDE) a Welch t-test on the per-seed |Δlog Z| (and energy distance, minimum mode
 whether LV and KL differ beyond seed-to-seed spread.
 
 Usage: ``python -m benchmarks.paths [--quick] [--no-pyro] [--seeds 3] [--other-seeds 3]``;
-more seeds later: ``--targets funnel,many_well --other-seeds 1 --seed-start 3 --append``.
+more seeds later: ``--targets funnel,many_well --other-seeds 1 --seed-start 3 --append``;
+the 50-D many-well: ``--targets many_well_50d --no-pyro --append``; a larger budget into its own
+file: ``--targets gmm9 --no-pyro --sdes pis --steps 3000 --results paths_gmm9_3000``.
 Writes ``benchmarks/results/paths.json`` (``--quick``: ``paths_quick.json``) and
 ``benchmarks/results/paths_<target>.png`` (seed 0). The machine may be shared with other jobs:
 wall-clock numbers are indicative.
@@ -224,7 +226,7 @@ def run_pyro_gmm(est, cfg, seed=0):
     return out, x
 
 
-def _plot(name, samples, exact):
+def _plot(name, samples, exact, stem="paths"):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -239,7 +241,7 @@ def _plot(name, samples, exact):
         ax.set_title(label, fontsize=9)
     fig.suptitle(f"{name}: first two coordinates", fontsize=10)
     fig.tight_layout()
-    fig.savefig(RESULTS / f"paths_{name}.png", dpi=110)
+    fig.savefig(RESULTS / f"{stem}_{name}.png", dpi=110)
     plt.close(fig)
 
 
@@ -255,11 +257,18 @@ def main(argv=None):
     ap.add_argument("--append", action="store_true",
                     help="keep the rows of the existing results file (a rerun of the same "
                          "target/backend/SDE/loss/seed replaces its row) and re-summarise")
+    ap.add_argument("--sdes", default="pis,vp", help="reference SDEs to run (pis, vp)")
+    ap.add_argument("--steps", type=int, default=None, help="override the training steps")
+    ap.add_argument("--batch", type=int, default=None, help="override the training batch")
+    ap.add_argument("--results", default=None,
+                    help="results file stem under benchmarks/results (default: paths, or "
+                         "paths_quick with --quick); plots are named <stem>_<target>.png")
     ap.add_argument("--table", action="store_true",
-                    help="print the README table from results/paths.json and exit")
+                    help="print the README table from the results file (--results) and exit")
     args = ap.parse_args(argv)
+    stem = args.results or ("paths_quick" if args.quick else "paths")
     if args.table:
-        print(markdown_table(json.loads((RESULTS / "paths.json").read_text())))
+        print(markdown_table(json.loads((RESULTS / f"{stem}.json").read_text())))
         return
     jax.config.update("jax_enable_x64", False)
     cfg = dict(steps=1000, batch=256, euler=50, hidden=(64, 64), lr=5e-3,
@@ -270,6 +279,7 @@ def main(argv=None):
         cfg.update(steps=200, batch=64, euler=20, hidden=(32, 32),
                    eval={"gmm9": 2000, "funnel": 2000, "many_well": 2000, "many_well_50d": 2000},
                    pyro_steps=30, pyro_batch=32, pyro_euler=10)
+    cfg.update({k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v})
     if not args.no_pyro:
         import torch
 
@@ -288,7 +298,7 @@ def main(argv=None):
             "note": ("2 shared CPU cores; wall-clock indicative. Same budget, optimiser and "
                      "seeds for LV and KL. log_z_se: delta-method IS standard error."),
             "funnel_ground_truth": str(FUNNEL_JSON.name) if FUNNEL_JSON.exists() else None}
-    out_path = RESULTS / ("paths_quick.json" if args.quick else "paths.json")
+    out_path = RESULTS / f"{stem}.json"
     if args.append and out_path.exists():
         old = json.loads(out_path.read_text())
         rows = old["rows"]
@@ -323,7 +333,7 @@ def main(argv=None):
         plot_samples = {}
         n_seeds = args.seeds if name == "gmm9" else args.other_seeds
         for seed in range(args.seed_start, args.seed_start + n_seeds):
-            for sde in ("pis", "vp"):
+            for sde in args.sdes.split(","):
                 for est in ("lv", "kl"):
                     out, x = run_numpyro(name, sde, est, cfg, seed=seed)
                     emit({"target": name, "backend": "numpyro", "sde": sde, "loss": est,
@@ -331,7 +341,7 @@ def main(argv=None):
                     if seed == 0:
                         plot_samples[f"{sde}/{est}"] = x
         if not args.quick and plot_samples:  # committed plots: full runs, seed 0 only
-            _plot(name, plot_samples, _exact(name, np.random.default_rng(7), 2000))
+            _plot(name, plot_samples, _exact(name, np.random.default_rng(7), 2000), stem)
         if name == "gmm9" and pyro_rows:
             for seed in range(args.seed_start, args.seed_start + args.seeds):
                 for est in ("lv", "kl"):
