@@ -12,8 +12,9 @@ the same for every method at a given seed, as are the data split and the random 
 Per method and seed: test log-likelihood by IS and by exact quadrature (``grid_log_lik``) at the
 last parameters (the paper's number) and at the best-validation parameters (validated every
 epoch, 500 samples), the training IS log-likelihood (first 300 training images), steps and
-training seconds. The summary gives mean and sd over seeds and Welch t-tests of VIS against each
-other method. Runs of further seeds are merged into the output file (per backend).
+training seconds. The summary gives mean and sd over seeds, Welch t-tests of VIS against each
+other method and, as the seeds pair the runs, paired t-tests and mean paired differences. Runs of
+further seeds are merged into the output file (per backend).
 
 Run:  python -m benchmarks.vis --only vae --protocol paper [--backend numpyro|pyro|both]
       [--seeds 0,1,2,3,4] [--epochs 20] [--particles 500] [--out FILE]
@@ -28,7 +29,7 @@ import platform
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import ttest_ind
+from scipy.stats import ttest_ind, ttest_rel
 
 from benchmarks.vis_common import PAPER_ARCH, Run, bench_vae, digits, print_table
 
@@ -76,17 +77,23 @@ def summarise(seeds: dict) -> dict:
     if len(seeds) > 1:
         for other in (n for n in names if n != "VIS"):
             out["VIS"][f"welch_vs_{other}"] = {
-                m: {
-                    "t": float(r.statistic),
-                    "p": float(r.pvalue),
-                    "vis_better_seeds": int(
-                        sum(a > b for a, b in zip(values["VIS"][m], values[other][m], strict=True))
-                    ),
-                }
-                for m in METRICS[:4]
-                for r in [ttest_ind(values["VIS"][m], values[other][m], equal_var=False)]
+                m: _tests(values["VIS"][m], values[other][m]) for m in METRICS[:4]
             }
     return out
+
+
+def _tests(vis, other):
+    """Welch t-test of VIS against another method over seeds, and (seeds share the data split,
+    the initialisation and the random streams) the paired t-test and the mean paired difference."""
+    welch = ttest_ind(vis, other, equal_var=False)
+    diff = np.subtract(vis, other)
+    return {
+        "t": float(welch.statistic),
+        "p": float(welch.pvalue),
+        "vis_better_seeds": int(np.sum(diff > 0)),
+        "mean_diff": float(np.mean(diff)),
+        "paired_p": float(ttest_rel(vis, other).pvalue),
+    }
 
 
 def print_summary(backend, proto, summary, n_seeds):
@@ -98,7 +105,9 @@ def print_summary(backend, proto, summary, n_seeds):
     for key, tests in summary["VIS"].items():
         if key.startswith("welch_vs_"):
             text = ", ".join(
-                f"{m} p={t['p']:.3g} ({t['vis_better_seeds']}/{n_seeds})" for m, t in tests.items()
+                f"{m} {t['mean_diff']:+.3f} Welch p={t['p']:.3g} paired p={t['paired_p']:.3g} "
+                f"({t['vis_better_seeds']}/{n_seeds})"
+                for m, t in tests.items()
             )
             print(f"VIS vs {key[9:]}: {text}")
 

@@ -45,4 +45,4 @@ def test_vis_paper_protocol_pyro_smoke(tmp_path):
     assert math.isclose(summary["IWAE"]["test_ll_is_last"]["mean"], sum(means) / 2)
     welch = summary["VIS"]["welch_vs_IWAE"]
     assert set(welch) == {"test_ll_is_last", "test_ll_grid_last", "test_ll_is", "test_ll_grid"}
-    assert all(0.0 <= t["p"] <= 1.0 for t in welch.values())
+    assert all(0.0 <= t["p"] <= 1.0 and 0.0 <= t["paired_p"] <= 1.0 for t in welch.values())
