@@ -208,9 +208,11 @@ def bench_mixture(impl, k, budget, seed, max_steps=None, chunk=250, is_samples=5
     return rows
 
 
-def bench_vae(impl, k, run: Run, valid_samples=500, test_samples=1000, arch=DEFAULT_ARCH):
+def bench_vae(
+    impl, k, run: Run, valid_samples=500, test_samples=1000, arch=DEFAULT_ARCH, grid_n=241
+):
     """Test IS log-likelihood at each method's best-validation parameters (the reported number)
-    and, for reference, at its last parameters."""
+    and, for reference, at its last parameters; quadrature on a ``grid_n`` x ``grid_n`` grid."""
     x_train, x_valid, x_test = digits(run.seed)
     rows = {}
     for name, loss in impl.methods(k).items():
@@ -221,9 +223,9 @@ def bench_vae(impl, k, run: Run, valid_samples=500, test_samples=1000, arch=DEFA
             "test_ll_is": impl.vae_ll(fit.best, x_test, test_samples, 99),
             "best_valid_ll_is": fit.best_valid_ll,
             "best_step": fit.best_step,
-            "test_ll_grid": grid_log_lik(impl.decoder_logits, fit.best, x_test),
+            "test_ll_grid": grid_log_lik(impl.decoder_logits, fit.best, x_test, n=grid_n),
             "test_ll_is_last": impl.vae_ll(fit.last, x_test, test_samples, 99),
-            "test_ll_grid_last": grid_log_lik(impl.decoder_logits, fit.last, x_test),
+            "test_ll_grid_last": grid_log_lik(impl.decoder_logits, fit.last, x_test, n=grid_n),
             "train_ll_is_last": impl.vae_ll(fit.last, x_train[:300], test_samples, 98),
             "steps": fit.steps,
             "seconds": fit.seconds,

@@ -53,6 +53,7 @@ def protocol(particles, epochs, steps=None, quick=False):
         "encoder_hidden": list(PAPER_ARCH.encoder),
         "valid_every_steps": min(per_epoch, total),
         "samples": {"valid": 50, "test": 100} if quick else {"valid": 500, "test": 1000},
+        **({"quadrature_grid": 121} if quick else {}),  # default 241 x 241
     }
 
 
@@ -60,7 +61,15 @@ def run_seed(impl, proto, seed):
     every = proto["valid_every_steps"]
     run = Run(math.inf, seed, LR, math.inf, every, proto["steps"], every)  # constant Adam
     samples = proto["samples"]
-    return bench_vae(impl, proto["particles"], run, samples["valid"], samples["test"], PAPER_ARCH)
+    return bench_vae(
+        impl,
+        proto["particles"],
+        run,
+        samples["valid"],
+        samples["test"],
+        PAPER_ARCH,
+        proto.get("quadrature_grid", 241),
+    )
 
 
 def summarise(seeds: dict) -> dict:
