@@ -21,7 +21,8 @@ whether LV and KL differ beyond seed-to-seed spread.
 Usage: ``python -m benchmarks.paths [--quick] [--no-pyro] [--seeds 3] [--other-seeds 3]``;
 more seeds later: ``--targets funnel,many_well --other-seeds 1 --seed-start 3 --append``;
 the 50-D many-well: ``--targets many_well_50d --no-pyro --append``; a larger budget into its own
-file: ``--targets gmm9 --no-pyro --sdes pis --steps 3000 --results paths_gmm9_3000``.
+file: ``--targets gmm9 --no-pyro --sdes pis --steps 3000 --results paths_gmm9_3000``; other SDE
+settings: ``--sde-kwargs '{"pis": {"sigma": 0.4472, "T": 5}}'``.
 Writes ``benchmarks/results/paths.json`` (``--quick``: ``paths_quick.json``) and
 ``benchmarks/results/paths_<target>.png`` (seed 0). The machine may be shared with other jobs:
 wall-clock numbers are indicative.
@@ -161,7 +162,8 @@ def run_numpyro(name, sde, est, cfg, seed=0):
     log_prob, d, true_lz, _, sde_kw = TARGETS[name]
     model = _model(log_prob, d)
     guide = DiffusionGuide(model, num_steps=cfg["euler"], hidden=cfg["hidden"], sde=sde,
-                           sde_kwargs=sde_kw[sde], estimator=est)
+                           sde_kwargs=cfg.get("sde_kwargs", {}).get(sde, sde_kw[sde]),
+                           estimator=est)
     loss = LogVariance(num_particles=cfg["batch"]) if est == "lv" else Trace_ELBO(
         num_particles=cfg["batch"])
     steps, lr = cfg["steps"], cfg["lr"]
@@ -260,6 +262,9 @@ def main(argv=None):
     ap.add_argument("--sdes", default="pis,vp", help="reference SDEs to run (pis, vp)")
     ap.add_argument("--steps", type=int, default=None, help="override the training steps")
     ap.add_argument("--batch", type=int, default=None, help="override the training batch")
+    ap.add_argument("--sde-kwargs", type=json.loads, default=None,
+                    help='JSON replacing the targets\' SDE settings, e.g. '
+                         '\'{"pis": {"sigma": 0.4472, "T": 5}}\' (sde_sampler bm_pis)')
     ap.add_argument("--results", default=None,
                     help="results file stem under benchmarks/results (default: paths, or "
                          "paths_quick with --quick); plots are named <stem>_<target>.png")
@@ -279,7 +284,8 @@ def main(argv=None):
         cfg.update(steps=200, batch=64, euler=20, hidden=(32, 32),
                    eval={"gmm9": 2000, "funnel": 2000, "many_well": 2000, "many_well_50d": 2000},
                    pyro_steps=30, pyro_batch=32, pyro_euler=10)
-    cfg.update({k: v for k, v in (("steps", args.steps), ("batch", args.batch)) if v})
+    cfg.update({k: v for k, v in (("steps", args.steps), ("batch", args.batch),
+                                  ("sde_kwargs", args.sde_kwargs)) if v})
     if not args.no_pyro:
         import torch
 
