@@ -221,11 +221,18 @@ def merged(path: Path, run_name: str, config: dict, rows: list[dict]) -> tuple[d
 
     Each row is tagged with its run; rows and config of an earlier run of the same name are
     replaced, other runs are kept, so partial reruns (one backend, some posteriors) accumulate
-    into one file."""
+    into one file. An earlier ``error`` row (e.g. a support a method did not handle yet) is
+    dropped when this run has an ``ok`` row for the same posterior, backend, method and steps."""
     old = json.loads(path.read_text()) if path.exists() else {"config": {"runs": {}}, "rows": []}
     runs = dict(old["config"].get("runs", {}))
     runs[run_name] = config
-    kept = [r for r in old["rows"] if r.get("run") != run_name]
+
+    def key(r):
+        return r.get("posterior"), r.get("backend"), r.get("method"), r.get("steps")
+
+    fixed = {key(r) for r in rows if r.get("status") == "ok"}
+    kept = [r for r in old["rows"] if r.get("run") != run_name
+            and not (r.get("status") == "error" and key(r) in fixed)]
     return {**old["config"], "runs": runs}, kept + [{**r, "run": run_name} for r in rows]
 
 

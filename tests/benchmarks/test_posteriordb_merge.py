@@ -20,3 +20,15 @@ def test_merge_into_a_missing_file_starts_one(tmp_path):
     config, rows = merged(tmp_path / "new.json", "only", {"seed": 0}, [{"posterior": "a"}])
     assert config == {"runs": {"only": {"seed": 0}}}
     assert rows == [{"posterior": "a", "run": "only"}]
+
+
+def test_merge_drops_an_earlier_error_that_this_run_fixes(tmp_path):
+    path = tmp_path / "pdb.json"
+    base = {"posterior": "hmm", "backend": "numpyro", "method": "MSVGD"}
+    old_rows = [{**base, "steps": 1000, "status": "error", "run": "all"},
+                {**base, "steps": 300, "status": "error", "run": "short"},
+                {**base, "backend": "pyro", "steps": 1000, "status": "error", "run": "all"}]
+    path.write_text(json.dumps({"config": {"runs": {"all": {}, "short": {}}}, "rows": old_rows}))
+    new = [{**base, "steps": 1000, "status": "ok"}]
+    _, rows = merged(path, "fix", {}, new)
+    assert rows == [old_rows[1], old_rows[2], {**new[0], "run": "fix"}]
