@@ -125,3 +125,14 @@ def test_benchmark_exact_sampler_matches_moments_and_mode_shares():
     np.testing.assert_allclose(share, 1 / 32, atol=0.004)
     # the exact draws score as the target: E log p under p beats a shifted copy
     assert lp(x).mean() > lp(x + 0.5).mean()
+
+
+def test_report_table_includes_the_50d_rows(capsys):
+    from benchmarks.paths import main
+
+    main(["--table"])
+    rows = [r for r in capsys.readouterr().out.splitlines() if "many-well-50" in r]
+    assert sum("| 32/32 |" in r for r in rows) == 4  # PIS/VP x LV/KL
+    assert sum("Welch" in r or "abs_dlogz" in r for r in rows) == 2  # the LV-KL tests
+    main(["--table", "--results", "paths_mw50_wide"])  # a variant's own results file
+    assert "many-well-50 (mw_50d) | PIS | KL | 3 |" in capsys.readouterr().out
