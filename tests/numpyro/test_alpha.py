@@ -42,11 +42,17 @@ def test_conjugate_posterior_is_recovered(alpha, gradient, guide_cls):
     schedule). Standard gradient: 32 particles (alpha = 0.5 stops at 0.04-0.06 sd with 8);
     DReG: 8 particles (with 32, one coordinate was still 0.2 sd off after this budget).
     Measured (3000 steps): max mean error 0.000 (DReG), 0.006-0.021 (alpha = 0.5), sd ratios
-    within 0.01; E[bound] - log Z between -3e-4 and +2e-4."""
+    within 0.01; E[bound] - log Z between -3e-4 and +2e-4.
+
+    DReG runs Adam with b2 = 0.99: its gradient vanishes at the optimum, and with the default
+    b2 = 0.999 the second-moment memory of the large early gradients shrinks the late steps, so
+    on 3 of 8 seeds the scale was still 5-48% too wide after 3000 steps (this test flaked once
+    at 0.066 sd); with b2 = 0.99 all seeds measured reached the posterior to 1e-3."""
     guide = guide_cls(MODEL)
     k = 8 if gradient == "dreg" else 32
     loss = AlphaDivergence(alpha=alpha, num_particles=k, gradient=gradient)
-    svi = SVI(MODEL, guide, numpyro.optim.Adam(lambda i: 0.05 * 0.9985**i), loss=loss)
+    b2 = 0.99 if gradient == "dreg" else 0.999
+    svi = SVI(MODEL, guide, numpyro.optim.Adam(lambda i: 0.05 * 0.9985**i, b2=b2), loss=loss)
     result = svi.run(jax.random.key(0), 3000, progress_bar=False)
     mean, sd = _guide_moments(guide, result.params)
     assert np.all(np.abs(mean - LG.post_mean) / LG.post_sd < 0.05)
