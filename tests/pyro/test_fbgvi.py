@@ -60,6 +60,24 @@ def test_bwgd_nonfinite_raises_and_keeps_last_finite_state():
     torch.testing.assert_close(fb.guide.loc.detach(), fb.mean)
 
 
+def test_overflowing_log_density_raises_before_the_step():
+    """A sample where -log p overflows: a VidivError with the fix (not torch's eigh failure)."""
+
+    def model():
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        pyro.factor("steep", -torch.exp(torch.exp(z)))  # -inf from z > 6.6
+
+    fb = FBGVI(model)
+    fb.step_with_noise(torch.zeros(1, 1))
+    mean, cov = fb.mean.clone(), fb.cov.clone()
+    with pytest.raises(NonFiniteError, match=r"step 1: the gradient or Hessian of -log p is not "
+                       r"finite.*set_gaussian"):
+        fb.step_with_noise(torch.full((1, 1), 1e3))
+    assert fb.num_steps == 1
+    torch.testing.assert_close(fb.mean, mean)
+    torch.testing.assert_close(fb.cov, cov)
+
+
 def _two_site_model(y):
     # trace order "z" then "a"; the potential in (z, log a) is exactly Gaussian: a LogNormal prior
     # without data is N(0.5, 0.4²) in log a, and z is conjugate
@@ -112,6 +130,22 @@ def test_guide_params_predictive_median_quantiles_constrained_site():
 
     dt = to_datatree(model, guide, y, num_samples=200)
     assert dt["posterior"]["a"].shape[-1] == 200 or dt["posterior"]["a"].size == 200
+
+
+def test_batched_and_row_by_row_hessians_agree():
+    """The vmapped Hessian (one batched backward pass) equals the d-pass fallback."""
+    y = torch.tensor(np.random.default_rng(0).normal(1.0, 1.0, size=10))
+    fb = FBGVI(_two_site_model(y))
+    fb.setup(y)
+    flat = fb._flat
+    x = torch.tensor([0.3, -0.7, 0.2])
+    v, g, H = flat.value_grad_hessian(x, hessian=True)
+    assert flat._batched_hessian  # this model vmaps
+    flat._batched_hessian = False
+    v2, g2, H2 = flat.value_grad_hessian(x, hessian=True)
+    torch.testing.assert_close(H, H2, rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(H, H.T, rtol=1e-13, atol=1e-13)
+    assert float(v) == float(v2) and torch.equal(g, g2)
 
 
 def test_stochastic_stein_mode_on_two_site_model():

@@ -199,6 +199,14 @@ class FBGVI:
         H = mean_hessian(torch.stack([o[2] for o in out])) if exact else None
         if H is None:
             H = stein_hessian(X, grads, m, cov, center=not self.antithetic)
+        if not bool(torch.isfinite(grads).all() & torch.isfinite(H).all()):
+            raise NonFiniteError(
+                f"FBGVI ({self.variant}) step {self.num_steps}: the gradient or Hessian of "
+                "-log p is not finite at the sampled points (the Gaussian has moved where the "
+                "model's log density overflows); the last finite state is kept. Start closer to "
+                "the posterior (set_gaussian, e.g. from a Laplace approximation), or use a "
+                "smaller step_size or a decaying schedule."
+            )
         eta = self.eta0 * float(self.schedule(self.num_steps))
         if self.step_size is None:  # default: also never exceed ½/λ_max of the current Hessian
             eta = curvature_capped(eta, H)
