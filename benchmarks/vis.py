@@ -144,6 +144,7 @@ def main(argv=None) -> None:
     parser.add_argument("--protocol", choices=["default", "paper"], default="default")
     parser.add_argument("--seeds", default="0,1,2,3,4", help="paper protocol: comma-separated")
     parser.add_argument("--epochs", type=int, default=20, help="paper protocol")
+    parser.add_argument("--methods", default=None, help="paper protocol: e.g. IWAE,VIS")
     parser.add_argument("--out", default=None, help="default benchmarks/results/vis.json")
     args = parser.parse_args(argv)
     if args.protocol == "paper":

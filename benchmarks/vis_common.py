@@ -209,13 +209,21 @@ def bench_mixture(impl, k, budget, seed, max_steps=None, chunk=250, is_samples=5
 
 
 def bench_vae(
-    impl, k, run: Run, valid_samples=500, test_samples=1000, arch=DEFAULT_ARCH, grid_n=241
+    impl,
+    k,
+    run: Run,
+    valid_samples=500,
+    test_samples=1000,
+    arch=DEFAULT_ARCH,
+    grid_n=241,
+    methods=None,
 ):
     """Test IS log-likelihood at each method's best-validation parameters (the reported number)
-    and, for reference, at its last parameters; quadrature on a ``grid_n`` x ``grid_n`` grid."""
+    and, for reference, at its last parameters; quadrature on a ``grid_n`` x ``grid_n`` grid.
+    ``methods`` ({name: loss}) defaults to ``impl.methods(k)``."""
     x_train, x_valid, x_test = digits(run.seed)
     rows = {}
-    for name, loss in impl.methods(k).items():
+    for name, loss in (methods or impl.methods(k)).items():
         fit = impl.fit_vae(
             loss, x_train, run, lambda p: impl.vae_ll(p, x_valid, valid_samples, 97), arch
         )

@@ -17,7 +17,8 @@ t-tests of VIS against each other method and, as the seeds pair the runs, paired
 paired differences. Runs of further seeds are merged into the output file (per backend).
 
 Run:  python -m benchmarks.vis --only vae --protocol paper [--backend numpyro|pyro|both]
-      [--seeds 0,1,2,3,4] [--epochs 20] [--particles 500] [--out FILE]
+      [--seeds 0,1,2,3,4] [--epochs 20] [--particles 500] [--methods IWAE,VIS] [--out FILE]
+(``--methods``: only these methods; their rows are added to, or replace, those of the same seeds.)
 """
 
 from __future__ import annotations
@@ -57,7 +58,10 @@ def protocol(particles, epochs, steps=None, quick=False):
     }
 
 
-def run_seed(impl, proto, seed):
+def run_seed(impl, proto, seed, names=None):
+    """One seed of every method of ``impl.paper_methods`` (or of those in ``names``)."""
+    methods = impl.paper_methods(proto["particles"])
+    methods = {n: loss for n, loss in methods.items() if not names or n in names}
     every = proto["valid_every_steps"]
     run = Run(math.inf, seed, LR, math.inf, every, proto["steps"], every)  # constant Adam
     samples = proto["samples"]
@@ -69,24 +73,29 @@ def run_seed(impl, proto, seed):
         samples["test"],
         PAPER_ARCH,
         proto.get("quadrature_grid", 241),
+        methods,
     )
 
 
 def summarise(seeds: dict) -> dict:
-    """Mean and sd over seeds per method and metric; Welch t-tests of VIS against the others."""
-    names = list(next(iter(seeds.values())))
-    values = {n: {m: [seeds[s][n][m] for s in seeds] for m in (*METRICS, "seconds")} for n in names}
-    out = {
-        n: {
-            m: {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None}
-            for m, v in per.items()
-        }
-        for n, per in values.items()
-    }
-    if len(seeds) > 1:
-        for other in (n for n in names if n != "VIS"):
+    """Mean and sd over seeds per method and metric; Welch (and paired) t-tests of VIS against
+    the others, each over the seeds where both were run."""
+    names = list(dict.fromkeys(n for rows in seeds.values() for n in rows))
+
+    def values(n, m, among=seeds):
+        return [seeds[s][n][m] for s in among if n in seeds[s]]
+
+    out = {n: {} for n in names}
+    for n in names:
+        for m in (*METRICS, "seconds"):
+            v = values(n, m)
+            sd = float(np.std(v, ddof=1)) if len(v) > 1 else None
+            out[n][m] = {"mean": float(np.mean(v)), "sd": sd, "seeds": len(v)}
+    for other in (n for n in names if n != "VIS" and "VIS" in out):
+        both = [s for s in seeds if "VIS" in seeds[s] and other in seeds[s]]
+        if len(both) > 1:
             out["VIS"][f"welch_vs_{other}"] = {
-                m: _tests(values["VIS"][m], values[other][m]) for m in METRICS[:4]
+                m: _tests(values("VIS", m, both), values(other, m, both)) for m in METRICS[:4]
             }
     return out
 
@@ -102,6 +111,7 @@ def _tests(vis, other):
         "vis_better_seeds": int(np.sum(diff > 0)),
         "mean_diff": float(np.mean(diff)),
         "paired_p": float(ttest_rel(vis, other).pvalue),
+        "seeds": len(vis),
     }
 
 
@@ -109,13 +119,15 @@ def print_summary(backend, proto, summary, n_seeds):
     print(f"\n[{backend}] paper protocol, {n_seeds} seed(s): mean (sd) per image")
     print(f"{'method':10s}" + "".join(f"{m:>22s}" for m in METRICS))
     for name, per in summary.items():
+        if per["test_ll_is_last"]["seeds"] < n_seeds:
+            name = f"{name}[{per['test_ll_is_last']['seeds']}]"
         cells = "".join(f"{per[m]['mean']:13.3f} ({per[m]['sd'] or 0.0:5.3f})" for m in METRICS)
         print(f"{name:10s}{cells}")
     for key, tests in summary["VIS"].items():
         if key.startswith("welch_vs_"):
             text = ", ".join(
                 f"{m} {t['mean_diff']:+.3f} Welch p={t['p']:.3g} paired p={t['paired_p']:.3g} "
-                f"({t['vis_better_seeds']}/{n_seeds})"
+                f"({t['vis_better_seeds']}/{t['seeds']})"
                 for m, t in tests.items()
             )
             print(f"VIS vs {key[9:]}: {text}")
@@ -132,14 +144,17 @@ def main(args) -> None:
     for backend in ["numpyro", "pyro"] if args.backend == "both" else [args.backend]:
         impl, versions = load_backend(backend)
         for seed in seeds:
-            rows = run_seed(impl, proto, seed)
+            rows = run_seed(impl, proto, seed, args.methods and args.methods.split(","))
             print_table(f"[{backend}] paper protocol, seed {seed}", rows, COLS)
             result = json.loads(out.read_text()) if out.exists() else {}  # re-read: merge
             entry = result.get(backend) or {}
             if entry.get("protocol") != proto:  # other settings: start this backend afresh
                 entry = {"protocol": proto, "seeds": {}}
             entry["versions"] = versions
-            entry["seeds"][str(seed)] = rows
+            old = entry["seeds"].get(str(seed), {})  # --methods: add to / replace in a seed
+            order = [*impl.paper_methods(2), *old]
+            merged = {**old, **rows}
+            entry["seeds"][str(seed)] = {n: merged[n] for n in dict.fromkeys(order) if n in merged}
             entry["summary"] = summarise(entry["seeds"])
             result.update(
                 benchmark="vis_vae_paper",

@@ -54,6 +54,9 @@ def methods(k: int) -> dict:
     }
 
 
+paper_methods = methods  # Pyro's vectorised Trace_ELBO already shares one minibatch
+
+
 @torch.no_grad()
 def is_log_lik(model, guide, x, num_samples, seed, chunk=50, **kwargs):
     """Held-out IS log-likelihood per data point, ``num_samples`` guide samples per point."""
