@@ -46,3 +46,26 @@ def test_vis_paper_protocol_pyro_smoke(tmp_path):
     welch = summary["VIS"]["welch_vs_IWAE"]
     assert set(welch) == {"test_ll_is_last", "test_ll_grid_last", "test_ll_is", "test_ll_grid"}
     assert all(0.0 <= t["p"] <= 1.0 and 0.0 <= t["paired_p"] <= 1.0 for t in welch.values())
+
+
+def test_numpyro_shared_batch_elbo_is_the_elbo():
+    """Without subsampling, ELBO-1batch is NumPyro's Trace_ELBO (same draws: particle_terms splits
+    keys like RenyiELBO, i.e. like Trace_ELBO called with the second half of the split)."""
+    import jax
+    import numpy as np
+    from numpyro.infer import Trace_ELBO
+
+    from benchmarks import vis_numpyro as impl
+    from benchmarks.vis_common import digits
+
+    x = jax.numpy.asarray(digits()[0][:10])
+    model = lambda x: impl.vae_model(x, 10, PAPER_ARCH)  # noqa: E731
+    guide = lambda x: impl.vae_guide(x, 10, PAPER_ARCH)  # noqa: E731
+    key = jax.random.key(3)
+    params = {
+        "decoder": impl._mlp_init(jax.random.key(1), PAPER_ARCH.decoder_sizes),
+        "encoder": impl._mlp_init(jax.random.key(2), PAPER_ARCH.encoder_sizes, 0.5),
+    }
+    ours = impl.paper_methods(3)["ELBO-1batch"].loss(key, params, model, guide, x)
+    host = Trace_ELBO(num_particles=3).loss(jax.random.split(key)[1], params, model, guide, x)
+    np.testing.assert_allclose(ours, host, rtol=1e-5)
