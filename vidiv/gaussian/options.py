@@ -11,7 +11,7 @@ from vidiv.errors import InvalidArgumentError, NonFiniteError, check_num_particl
 
 from .schedule import check_step_size, resolve_schedule
 
-__all__ = ["FBGVIOptions", "check_gaussian", "fbgvi_options"]
+__all__ = ["FBGVIOptions", "check_gaussian", "fbgvi_options", "nonfinite_advice"]
 
 
 class FBGVIOptions(NamedTuple):
@@ -60,6 +60,15 @@ def fbgvi_options(
         check_step_size(init_scale, name="init_scale"),
         bool(antithetic),
     )
+
+
+def nonfinite_advice(variant: str) -> str:
+    """What to try when an FBGVI/BWGD step goes non-finite (one wording for both adapters)."""
+    fixes = "use a smaller step_size or a decaying schedule, or start closer to the posterior " \
+        "with set_gaussian (e.g. from a Laplace approximation)"
+    if variant == "bwgd":
+        fixes += ", or variant='fbgvi' (its backward step keeps the covariance positive definite)"
+    return fixes[0].upper() + fixes[1:] + "."
 
 
 def _layout_text(layout: dict) -> str:

@@ -37,7 +37,7 @@ from vidiv.gaussian import (
     mean_hessian,
     stein_hessian,
 )
-from vidiv.gaussian.options import check_gaussian, fbgvi_options
+from vidiv.gaussian.options import check_gaussian, fbgvi_options, nonfinite_advice
 from vidiv.numpyro._fbgvi_model import FlatPotential, check_structure
 
 __all__ = ["FBGVI", "FBGVIState", "FBGVIResult"]
@@ -298,7 +298,7 @@ class FBGVI:
             warnings.warn(
                 f"FBGVI ({self.variant}) went non-finite at step {bad} (NaN/inf iterate or a "
                 "covariance that is not positive definite); kept the last finite state and "
-                "stopped. Use a smaller step_size, a decaying schedule, or variant='fbgvi'.",
+                f"stopped. {nonfinite_advice(self.variant)}",
                 RuntimeWarning,
                 stacklevel=2,
             )

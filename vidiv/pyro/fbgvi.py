@@ -36,7 +36,7 @@ from vidiv.gaussian import (
     mean_hessian,
     stein_hessian,
 )
-from vidiv.gaussian.options import check_gaussian, fbgvi_options
+from vidiv.gaussian.options import check_gaussian, fbgvi_options, nonfinite_advice
 from vidiv.pyro._fbgvi_model import FlatPotential, check_structure
 
 __all__ = ["FBGVI"]
@@ -203,9 +203,8 @@ class FBGVI:
             raise NonFiniteError(
                 f"FBGVI ({self.variant}) step {self.num_steps}: the gradient or Hessian of "
                 "-log p is not finite at the sampled points (the Gaussian has moved where the "
-                "model's log density overflows); the last finite state is kept. Start closer to "
-                "the posterior (set_gaussian, e.g. from a Laplace approximation), or use a "
-                "smaller step_size or a decaying schedule."
+                f"model's log density overflows); the last finite state is kept. "
+                f"{nonfinite_advice(self.variant)}"
             )
         eta = self.eta0 * float(self.schedule(self.num_steps))
         if self.step_size is None:  # default: also never exceed ½/λ_max of the current Hessian
@@ -219,7 +218,7 @@ class FBGVI:
             raise NonFiniteError(
                 f"FBGVI ({self.variant}) went non-finite at step {self.num_steps} (NaN/inf "
                 "iterate or a covariance that is not positive definite); the last finite state "
-                "is kept. Use a smaller step_size, a decaying schedule, or variant='fbgvi'."
+                f"is kept. {nonfinite_advice(self.variant)}"
             )
         self.mean, self.cov, self.scale_tril = m_new, cov_new, L_new
         self.num_steps += 1
