@@ -57,7 +57,8 @@ def _init():
 
 @pytest.mark.parametrize(
     "opts", [{"variant": "msvgd"}, {"variant": "msvgd", "mode": "coordinatewise"},
-             {"variant": "msvgd", "kernel": "rbf"}, {"variant": "svmd"}], ids=str
+             {"variant": "msvgd", "kernel": "rbf"}, {"variant": "msvgd", "kernel_space": "dual"},
+             {"variant": "svmd"}], ids=str
 )
 def test_same_direction_and_log_p(opts):
     init = _init()

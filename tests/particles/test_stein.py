@@ -55,6 +55,28 @@ def test_identity_map_msvgd_is_plain_svgd(rng, kind):
     np.testing.assert_allclose(svgd_direction(x, score, kind), phi, rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("kind", ["imq", "rbf"])
+def test_dual_kernel_space_is_svgd_on_the_dual_target(rng, kind):
+    """kernel_space="dual" (the paper code's "k2"): loops of plain SVGD on (η, ∇_η log p_H); the
+    primal direction differs once a non-identity map is present; identity maps agree."""
+    lay = Layout([("w", SimplexEntropic(), (3,)), ("s", PositiveEntropic(), (2,)),
+                  ("z", Identity(), ())])
+    eta = rng.normal(size=(8, 5))
+    vals = lay.to_values(eta)
+    grads = {"w": rng.normal(size=(8, 3)), "s": -vals["s"] + 0.5, "z": -vals["z"]}
+    phi = msvgd_direction(lay, vals, grads, kernel=kind, kernel_space="dual")
+    expect = _svgd_loops(eta, lay.dual_score(vals, grads), kind)
+    np.testing.assert_allclose(phi, expect, rtol=1e-12, atol=1e-14)
+    primal = msvgd_direction(lay, vals, grads, kernel=kind)
+    assert np.max(np.abs(primal - phi)) > 1e-2
+    lay1 = Layout([("z", Identity(), (3,))])
+    x = rng.normal(size=(6, 3))
+    for mode in ("joint", "coordinatewise"):
+        np.testing.assert_allclose(
+            msvgd_direction(lay1, {"z": x}, {"z": -x}, kind, mode, kernel_space="dual"),
+            msvgd_direction(lay1, {"z": x}, {"z": -x}, kind, mode), rtol=1e-13, atol=1e-15)
+
+
 def _dense_hinv(m, value, n):
     return np.stack([m.hess_inv(value, np.eye(n)[b]) for b in range(n)], axis=1)
 
@@ -190,7 +212,9 @@ def test_backends_agree(rng):
     "kwargs,match",
     [({"variant": "svn"}, "variant must be one of"), ({"kernel": "gauss"}, "kernel must be"),
      ({"mode": "diag"}, "mode must be one of"), ({"threshold": 0.0}, "threshold must be"),
-     ({"variant": "svmd", "mode": "coordinatewise"}, "use mode='joint'")],
+     ({"variant": "svmd", "mode": "coordinatewise"}, "use mode='joint'"),
+     ({"kernel_space": "theta"}, "kernel_space must be one of"),
+     ({"variant": "svmd", "kernel_space": "dual"}, "use kernel_space='primal'")],
 )
 def test_bad_options(kwargs, match):
     opts = {"variant": "msvgd", "kernel": "imq", "mode": "joint", "threshold": 0.98} | kwargs

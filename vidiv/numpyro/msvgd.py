@@ -64,6 +64,9 @@ class MirroredSVGD:
         init: ``None`` (prior draws) or ``{site: constrained values (P, *shape)}``.
         mode: ``"joint"`` or ``"coordinatewise"`` kernel (MSVGD only).
         threshold: fraction of the Gram spectrum SVMD keeps.
+        kernel_space: ``"primal"`` (default; the kernel on ``θ``, as in the paper) or ``"dual"``
+            (the kernel on ``η``, e.g. ``log τ`` for a positive site: plain SVGD on the dual
+            target). Prefer ``"dual"`` for heavy-tailed positive scales (eight schools' ``τ``).
 
     ``update`` is pure and jit-able (``jax.jit(partial(svgd.update, ...))``); ``run`` compiles
     one chunk of steps once and shows a progress bar between chunks. A step whose direction is
@@ -82,9 +85,10 @@ class MirroredSVGD:
         *,
         mode: str = "joint",
         threshold: float = 0.98,
+        kernel_space: str = "primal",
     ):
         self.num_particles = check_num_particles(num_particles, minimum=2)
-        check_options(variant, kernel, mode, threshold)
+        check_options(variant, kernel, mode, threshold, kernel_space)
         if optim is None:
             optim = numpyro.optim.Adam(0.1)
         if not isinstance(optim, _NumPyroOptim):
@@ -94,6 +98,7 @@ class MirroredSVGD:
             )
         self.model, self.kernel, self.optim = model, kernel, optim
         self.variant, self.mode, self.threshold = variant, mode, threshold
+        self.kernel_space = kernel_space
         self.init_values = init
         self.layout = None
 
@@ -140,7 +145,8 @@ class MirroredSVGD:
         values = self._values(state)
         log_p, grads = log_p_and_grads(self.model, values, args, kwargs)
         phi = mirrored_direction(
-            self.layout, values, grads, self.variant, self.kernel, self.mode, self.threshold
+            self.layout, values, grads, self.variant, self.kernel, self.mode, self.threshold,
+            self.kernel_space,
         )
         return log_p, phi
 
@@ -235,6 +241,7 @@ class MirroredSVGD:
         log_p = np.asarray(self.log_p(state, *args, **kwargs))
         attrs = {"objective": f"MirroredSVGD({self.variant})", "backend": "numpyro",
                  "num_particles": self.num_particles, "kernel": self.kernel,
+                 "kernel_space": self.kernel_space,
                  "num_steps": int(state.step)}
         return to_datatree(samples, log_p=log_p, log_q=None, losses=losses, attrs=attrs)
 

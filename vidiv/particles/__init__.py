@@ -31,6 +31,7 @@ from .mirror import (
     UnitIntervalEntropic,
 )
 from .stein import (
+    KERNEL_SPACES,
     MODES,
     VARIANTS,
     check_options,
@@ -42,6 +43,7 @@ from .stein import (
 
 __all__ = [
     "KERNELS",
+    "KERNEL_SPACES",
     "MODES",
     "SUPPORTED_SUPPORTS",
     "Identity",

@@ -13,7 +13,13 @@ MSVGD (Shi, Liu & Mackey 2022, the "k1" variant: kernel on ``θ``), dual particl
 
     φ(η_i) = 1/P Σ_j [ k(θ_j, θ_i) s_j + ∇²ψ(θ_j)⁻¹ ∇_{θ_j} k(θ_j, θ_i) ]
 
-This is SVGD in ``η`` on the dual target ``p_H`` with the kernel ``k(∇ψ*(η), ∇ψ*(η'))``. With
+This is SVGD in ``η`` on the dual target ``p_H`` with the kernel ``k(∇ψ*(η), ∇ψ*(η'))``.
+``kernel_space="dual"`` is the paper code's "k2" variant (``msvgd_eta_update``): the kernel acts
+on ``η`` itself, so the direction is plain SVGD on ``p_H``::
+
+    φ(η_i) = 1/P Σ_j [ k(η_j, η_i) s_j + ∇_{η_j} k(η_j, η_i) ]
+
+(for a positive site the kernel sees ``log θ``; identical to ``"primal"`` for real sites). With
 ``mode="coordinatewise"`` the scalar kernel is replaced by the diagonal matrix kernel
 ``diag_a k_a(θ_a, θ'_a)`` (one bandwidth per coordinate, as Pyro's ``SVGD(mode="univariate")``)::
 
@@ -51,9 +57,10 @@ from .kernels import coordinate_kernel, kernel_matrix
 Array = Any
 
 __all__ = ["svgd_direction", "msvgd_direction", "svmd_direction", "mirrored_direction",
-           "check_options", "MODES", "VARIANTS"]
+           "check_options", "MODES", "VARIANTS", "KERNEL_SPACES"]
 
 MODES = ("joint", "coordinatewise")
+KERNEL_SPACES = ("primal", "dual")
 
 
 def svgd_direction(x: Array, score: Array, kernel: str = "imq", bandwidth=None) -> Array:
@@ -71,6 +78,7 @@ def msvgd_direction(
     kernel: str = "imq",
     mode: str = "joint",
     bandwidth=None,
+    kernel_space: str = "primal",
 ) -> Array:
     """MSVGD direction in the dual space, ``(P, n)``.
 
@@ -81,19 +89,27 @@ def msvgd_direction(
         kernel: ``"imq"`` or ``"rbf"`` on the concatenated primal coordinates ``θ``.
         mode: ``"joint"`` (one kernel on ``θ``) or ``"coordinatewise"`` (one per coordinate).
         bandwidth: fixed bandwidth; ``None`` = median heuristic.
+        kernel_space: ``"primal"`` (kernel on ``θ``, the paper's default) or ``"dual"`` (kernel
+            on ``η``: plain SVGD on the dual target ``p_H``).
     """
-    theta = layout.primal(values)
+    if kernel_space not in KERNEL_SPACES:
+        raise InvalidArgumentError(
+            f"kernel_space must be one of {KERNEL_SPACES!r}, got {kernel_space!r}.")
+    dual = kernel_space == "dual"
+    x = layout.to_dual(values) if dual else layout.primal(values)
     score = layout.dual_score(values, grads)
-    xp = namespace(theta, score)
-    p = theta.shape[0]
+    xp = namespace(x, score)
+    p = x.shape[0]
     if mode == "joint":
-        k, grad, _ = kernel_matrix(theta, kernel, bandwidth)
+        k, grad, _ = kernel_matrix(x, kernel, bandwidth)
         drive = xp.matmul(xp.permute_dims(k, (1, 0)), score)
-        repulse = xp.sum(layout.hess_inv(values, grad), axis=0)
+        repulse = xp.sum(grad if dual else layout.hess_inv(values, grad), axis=0)
     elif mode == "coordinatewise":
-        k, grad, _ = coordinate_kernel(theta, kernel, bandwidth)
+        k, grad, _ = coordinate_kernel(x, kernel, bandwidth)
         drive = xp.sum(k * score[:, None, :], axis=0)
-        repulse = xp.sum(layout.hess_inv_diag(values)[:, None, :] * grad, axis=0)
+        if not dual:
+            grad = layout.hess_inv_diag(values)[:, None, :] * grad
+        repulse = xp.sum(grad, axis=0)
     else:
         raise InvalidArgumentError(f"mode must be one of {MODES!r}, got {mode!r}.")
     return (drive + repulse) / p
@@ -150,7 +166,8 @@ def svmd_direction(
 VARIANTS = ("msvgd", "svmd")
 
 
-def check_options(variant: str, kernel: str, mode: str, threshold: float) -> None:
+def check_options(variant: str, kernel: str, mode: str, threshold: float,
+                  kernel_space: str = "primal") -> None:
     """Validate the driver options up front (raises :class:`InvalidArgumentError`)."""
     if variant not in VARIANTS:
         raise InvalidArgumentError(
@@ -164,6 +181,14 @@ def check_options(variant: str, kernel: str, mode: str, threshold: float) -> Non
             f"mode must be one of {MODES!r}, got {mode!r} ('coordinatewise' = one kernel per "
             "coordinate, like Pyro's SVGD mode='univariate')."
         )
+    if kernel_space not in KERNEL_SPACES:
+        raise InvalidArgumentError(
+            f"kernel_space must be one of {KERNEL_SPACES!r}, got {kernel_space!r} ('dual' puts "
+            "the kernel on the dual coordinates η, e.g. log τ for a positive site)."
+        )
+    if variant == "svmd" and kernel_space != "primal":
+        raise InvalidArgumentError(
+            "variant='svmd' builds its kernel on θ; use kernel_space='primal'.")
     if variant == "svmd" and mode != "joint":
         raise InvalidArgumentError("variant='svmd' builds its own matrix kernel; use mode='joint'.")
     if not isinstance(threshold, int | float) or not 0.0 < threshold <= 1.0:
@@ -178,8 +203,10 @@ def mirrored_direction(
     kernel: str = "imq",
     mode: str = "joint",
     threshold: float = 0.98,
+    kernel_space: str = "primal",
 ) -> Array:
     """``msvgd_direction`` or ``svmd_direction`` by name (what the adapters call)."""
     if variant == "svmd":
         return svmd_direction(layout, values, grads, kernel=kernel, threshold=threshold)
-    return msvgd_direction(layout, values, grads, kernel=kernel, mode=mode)
+    return msvgd_direction(layout, values, grads, kernel=kernel, mode=mode,
+                           kernel_space=kernel_space)

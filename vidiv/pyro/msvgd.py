@@ -50,6 +50,9 @@ class MirroredSVGD:
         mode: ``"joint"`` (one kernel) or ``"coordinatewise"`` (one kernel per coordinate);
             MSVGD only.
         threshold: fraction of the Gram spectrum SVMD keeps.
+        kernel_space: ``"primal"`` (default; the kernel on ``θ``, as in the paper) or ``"dual"``
+            (the kernel on ``η``, e.g. ``log τ`` for a positive site: plain SVGD on the dual
+            target). Prefer ``"dual"`` for heavy-tailed positive scales (eight schools' ``τ``).
         name: param-store name of the dual particles ``(P, n)``; a new driver replaces a param
             of that name, so give concurrent drivers different names.
 
@@ -69,10 +72,11 @@ class MirroredSVGD:
         *,
         mode: str = "joint",
         threshold: float = 0.98,
+        kernel_space: str = "primal",
         name: str = "msvgd_particles",
     ):
         self.num_particles = check_num_particles(num_particles, minimum=2)
-        check_options(variant, kernel, mode, threshold)
+        check_options(variant, kernel, mode, threshold, kernel_space)
         if optim is None:
             optim = pyro.optim.Adam({"lr": 0.1})
         if not isinstance(optim, PyroOptim):
@@ -82,6 +86,7 @@ class MirroredSVGD:
             )
         self.model, self.kernel, self.optim = model, kernel, optim
         self.variant, self.mode, self.threshold, self.name = variant, mode, threshold, name
+        self.kernel_space = kernel_space
         self.init = init
         self.layout = None
         self.num_steps = 0
@@ -140,7 +145,8 @@ class MirroredSVGD:
 
     def _direction(self, values, grads) -> torch.Tensor:
         return mirrored_direction(
-            self.layout, values, grads, self.variant, self.kernel, self.mode, self.threshold
+            self.layout, values, grads, self.variant, self.kernel, self.mode, self.threshold,
+            self.kernel_space,
         )
 
     def step(self, *args, **kwargs) -> float:
@@ -185,6 +191,7 @@ class MirroredSVGD:
         log_p = self.log_p(*args, **kwargs).cpu().numpy()
         attrs = {"objective": f"MirroredSVGD({self.variant})", "backend": "pyro",
                  "num_particles": self.num_particles, "kernel": self.kernel,
+                 "kernel_space": self.kernel_space,
                  "num_steps": self.num_steps}
         losses = np.asarray(self.losses) if self.losses else None
         return to_datatree(samples, log_p=log_p, log_q=None, losses=losses, attrs=attrs)
