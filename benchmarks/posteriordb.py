@@ -69,7 +69,7 @@ def _laplace(name: str, backend: str, seed: int):
     if backend == "numpyro":
         lap = laplace_numpyro(registry.numpyro_model(name), seed)
     else:
-        lap = laplace_pyro(registry.pyro_model(name))
+        lap = laplace_pyro(registry.pyro_model(name), seed=seed)
     return time.perf_counter() - t0, lap
 
 
