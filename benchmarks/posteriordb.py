@@ -216,13 +216,16 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def merged(path: Path, run_name: str, config: dict, rows: list[dict]) -> tuple[dict, list[dict]]:
+def merged(path: Path, run_name: str, config: dict, rows: list[dict],
+           supersede: bool = False) -> tuple[dict, list[dict]]:
     """``(config, rows)`` of the results file at ``path`` with this run added as ``run_name``.
 
     Each row is tagged with its run; rows and config of an earlier run of the same name are
     replaced, other runs are kept, so partial reruns (one backend, some posteriors) accumulate
     into one file. An earlier ``error`` row (e.g. a support a method did not handle yet) is
-    dropped when this run has an ``ok`` row for the same posterior, backend, method and steps."""
+    dropped when this run has an ``ok`` row for the same posterior, backend, method and steps;
+    with ``supersede`` (a changed recipe) so is every earlier row of such a method (NUTS and
+    Laplace-start rows stay with their runs)."""
     old = json.loads(path.read_text()) if path.exists() else {"config": {"runs": {}}, "rows": []}
     runs = dict(old["config"].get("runs", {}))
     runs[run_name] = config
@@ -231,8 +234,14 @@ def merged(path: Path, run_name: str, config: dict, rows: list[dict]) -> tuple[d
         return r.get("posterior"), r.get("backend"), r.get("method"), r.get("steps")
 
     fixed = {key(r) for r in rows if r.get("status") == "ok"}
-    kept = [r for r in old["rows"] if r.get("run") != run_name
-            and not (r.get("status") == "error" and key(r) in fixed)]
+    reference = ("NUTS", METHODS["laplace"][1])
+
+    def replaced(r):
+        if key(r) not in fixed:
+            return False
+        return r.get("status") == "error" or (supersede and r.get("method") not in reference)
+
+    kept = [r for r in old["rows"] if r.get("run") != run_name and not replaced(r)]
     return {**old["config"], "runs": runs}, kept + [{**r, "run": run_name} for r in rows]
 
 
@@ -245,6 +254,9 @@ def main(argv=None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(RESULTS / "posteriordb.json"))
+    p.add_argument("--supersede", action="store_true",
+                   help="with --merge: this run's method rows replace earlier rows of the same "
+                        "posterior, backend, method and steps (after a recipe change)")
     p.add_argument("--merge", metavar="RUN", default=None,
                    help="add this run's rows to an existing --out file under the name RUN "
                         "(replacing an earlier run of that name) instead of overwriting it")
@@ -265,7 +277,7 @@ def main(argv=None) -> int:
                   "total_seconds": time.perf_counter() - t0, "complete": complete,
                   "note": "shared, loaded CPU: timings indicative; NUTS timed in the same process"}
         if a.merge:
-            config, rows = merged(out, a.merge, config, rows)
+            config, rows = merged(out, a.merge, config, rows, supersede=a.supersede)
         out.write_text(json.dumps({"config": config, "rows": rows, "goal": goal_summary(rows)},
                                   indent=1, default=float))
 

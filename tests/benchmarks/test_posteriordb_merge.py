@@ -32,3 +32,18 @@ def test_merge_drops_an_earlier_error_that_this_run_fixes(tmp_path):
     new = [{**base, "steps": 1000, "status": "ok"}]
     _, rows = merged(path, "fix", {}, new)
     assert rows == [old_rows[1], old_rows[2], {**new[0], "run": "fix"}]
+
+
+def test_supersede_replaces_earlier_method_rows_but_keeps_references(tmp_path):
+    path = tmp_path / "pdb.json"
+    base = {"posterior": "ark", "backend": "pyro", "steps": 1000, "status": "ok"}
+    old_rows = [{**base, "method": "MirroredSVGD", "run": "all"},
+                {**base, "method": "NUTS", "run": "all"},
+                {**base, "method": "MirroredSVGD", "steps": 300, "run": "short"},
+                {**base, "method": "FBGVI", "run": "all"}]
+    path.write_text(json.dumps({"config": {"runs": {"all": {}, "short": {}}}, "rows": old_rows}))
+    new = [{**base, "method": "MirroredSVGD"}, {**base, "method": "NUTS"}]
+    _, kept = merged(path, "dual", {}, new)
+    assert kept[:4] == old_rows  # without supersede nothing ok is dropped
+    _, rows = merged(path, "dual", {}, new, supersede=True)
+    assert rows == [old_rows[1], old_rows[2], old_rows[3]] + [{**r, "run": "dual"} for r in new]
