@@ -96,7 +96,12 @@ def _cases(vn, model, key, n: int) -> dict[str, Callable]:
         ms = vn.MirroredSVGD(model, num_particles=n)
         return (lambda s: ms.update(s)), ms.init(key)
 
+    from numpyro.infer import RenyiELBO, Trace_ELBO
+
     cases = {
+        # the host objectives at the same particle count: the per-step baselines
+        "host:Trace_ELBO": svi(Trace_ELBO(num_particles=n)),
+        "host:RenyiELBO": svi(RenyiELBO(alpha=0.5, num_particles=n)),
         "AlphaDivergence": svi(vn.AlphaDivergence(alpha=0.5, num_particles=n)),
         "AlphaDivergence(dreg)": svi(
             vn.AlphaDivergence(alpha=0.5, num_particles=n, gradient="dreg")
@@ -108,6 +113,12 @@ def _cases(vn, model, key, n: int) -> dict[str, Callable]:
     if n <= 1000:  # MSVGD's kernel is O(n^2) memory: 1e4 particles = 1e8 entries
         cases["MirroredSVGD"] = msvgd
     return cases
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    return {name: md.version(name) for name in ("jax", "jaxlib", "numpyro", "numpy")}
 
 
 def run(particles: list[int], repeats: int, models: list[str] | None = None) -> list[dict]:
@@ -138,6 +149,38 @@ def run(particles: list[int], repeats: int, models: list[str] | None = None) -> 
     return rows
 
 
+# each vidiv objective against the host objective that plays its part in a user's SVI loop
+BASELINE = {
+    "AlphaDivergence": "host:RenyiELBO",
+    "AlphaDivergence(dreg)": "host:RenyiELBO",
+    "ChiSquaredVIS": "host:Trace_ELBO",
+    "LogVariance": "host:Trace_ELBO",
+}
+
+
+def ratios(rows: list[dict], keys: tuple[str, ...] = ("model", "particles")) -> list[dict]:
+    """Per-step time of each SVI objective over its host baseline's, at equal ``keys``."""
+    step = {(*(r[k] for k in keys), r["method"]): r.get("step_s") for r in rows}
+    out = []
+    for (*where, method), t in step.items():
+        base = step.get((*where, BASELINE.get(method, "")))
+        if t and base:
+            row = dict(zip(keys, where, strict=True))
+            out.append(row | {"method": method, "baseline": BASELINE[method], "ratio": t / base})
+    return out
+
+
+def report(rows: list[dict], ratio_rows: list[dict], ok: Callable[[dict], bool]) -> int:
+    """Print the ratios and every row that failed ``ok``; the exit code (1 if any failed)."""
+    for r in ratio_rows:
+        where = " ".join(f"{r[k]}" for k in r if k not in ("method", "baseline", "ratio"))
+        print(f"{where:28s} {r['method']:22s} / {r['baseline']}: {r['ratio']:.2f}")
+    bad = [r for r in rows if not ok(r)]
+    for r in bad:
+        print("PROBLEM:", r)
+    return 1 if bad else 0
+
+
 def main(argv=None) -> int:
     import jax
 
@@ -162,15 +205,18 @@ def main(argv=None) -> int:
                 "platform": platform,
                 "reduced": args.reduced,
                 "devices": [str(d) for d in jax.devices()],
+                "versions": _versions(),
                 "rows": rows,
+                "ratios_to_host": ratios(rows),
             },
             indent=1,
         )
     )
-    bad = [r for r in rows if "error" in r or not r.get("compiled_once") or not r.get("finite")]
-    for r in bad:
-        print("PROBLEM:", r)
-    return 1 if bad else 0
+    return report(
+        rows,
+        ratios(rows),
+        lambda r: "error" not in r and bool(r.get("compiled_once")) and bool(r.get("finite")),
+    )
 
 
 if __name__ == "__main__":

