@@ -146,6 +146,9 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=20, help="paper protocol")
     parser.add_argument("--methods", default=None, help="paper protocol: e.g. IWAE,VIS")
     parser.add_argument("--out", default=None, help="default benchmarks/results/vis.json")
+    parser.add_argument(
+        "--report", action="store_true", help="paper protocol: the VIS-IWAE table of all results"
+    )
     args = parser.parse_args(argv)
     if args.protocol == "paper":
         from benchmarks import vis_paper

@@ -69,3 +69,52 @@ def test_numpyro_shared_batch_elbo_is_the_elbo():
     ours = impl.paper_methods(3)["ELBO-1batch"].loss(key, params, model, guide, x)
     host = Trace_ELBO(num_particles=3).loss(jax.random.split(key)[1], params, model, guide, x)
     np.testing.assert_allclose(ours, host, rtol=1e-5)
+
+
+def test_results_file_names_keep_the_paper_protocol_file_apart():
+    from benchmarks.vis_paper import default_name, protocol
+
+    assert default_name(protocol(500, 20)) == "vis_vae_paper.json"
+    assert default_name(protocol(5000, 20)) == "vis_vae_paper_s5000.json"
+    assert default_name(protocol(500, 100)) == "vis_vae_paper_100ep.json"
+    assert default_name(protocol(50, 100)) == "vis_vae_paper_s50_100ep.json"
+
+
+def test_rank_tests_of_the_seed_pairs():
+    """Ten seeds all favouring VIS: sign and Wilcoxon p = 2 / 2^10 whatever one outlier does;
+    the paired t-test is what the outlier drags down."""
+    from benchmarks.vis_paper import _tests
+
+    other = [-20.0 - 0.1 * i for i in range(10)]
+    vis = [o + 0.05 for o in other]
+    vis[3] += 2.0  # one seed where the other method collapsed
+    t = _tests(vis, other)
+    assert t["vis_better_seeds"] == 10
+    assert math.isclose(t["sign_p"], 2 / 2**10) and math.isclose(t["wilcoxon_p"], 2 / 2**10)
+    assert t["paired_p"] > 0.15
+    assert math.isclose(t["mean_diff"], 0.25)
+    tie = _tests(other, other)
+    assert tie["sign_p"] == 1.0 and tie["wilcoxon_p"] == 1.0 and tie["vis_better_seeds"] == 0
+
+
+def test_sweep_report_rows(tmp_path):
+    """One row per file and backend; NumPyro's per-particle-minibatch ELBO is never 'best'."""
+    from benchmarks.vis_paper import protocol, summarise, sweep_report
+
+    def rows(vis, iwae, elbo):
+        keys = ("test_ll_is_last", "test_ll_grid_last", "test_ll_is", "test_ll_grid",
+                "train_ll_is_last", "seconds")
+        return {name: dict.fromkeys(keys, v) for name, v in
+                (("ELBO", elbo), ("IWAE", iwae), ("VIS", vis))}
+
+    seeds = {str(i): rows(-20.0 + 0.1 * i + 0.01 * (i % 2), -20.05 + 0.1 * i, -19.0 - 0.1 * i)
+             for i in range(6)}
+    entry = {"protocol": protocol(5000, 20), "seeds": seeds, "summary": summarise(seeds)}
+    path = tmp_path / "vis_vae_paper_s5000.json"
+    path.write_text(json.dumps({"numpyro": entry, "pyro": entry}))
+    table = sweep_report([path]).splitlines()
+    assert len(table) == 4
+    numpyro, pyro = table[2], table[3]
+    assert numpyro.startswith("| 5000 | 20 | numpyro | 6 | +0.055 (6/6; 0.031)")
+    assert numpyro.endswith("| VIS (2) |")  # ELBO sees S minibatches per step in NumPyro
+    assert pyro.endswith("| ELBO (3) |")
