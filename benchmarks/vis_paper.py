@@ -159,17 +159,17 @@ def sweep_report(paths) -> str:
     that see one minibatch per step (``NOT_EQUAL_DATA`` excluded)."""
     head = (
         "| S | epochs | backend | seeds | VIS − IWAE, IS (VIS better; Wilcoxon p) "
-        "| VIS − IWAE, quadrature (VIS better; p) | best by IS (methods run) |\n"
-        "|---|---|---|---|---|---|---|"
+        "| VIS − IWAE, quadrature (VIS better; p) | best by IS (methods run) | file |\n"
+        "|---|---|---|---|---|---|---|---|"
     )
-    lines = [head]
+    rows = []
     for path in paths:
         result = json.loads(Path(path).read_text())
         for backend in ("numpyro", "pyro"):
             entry = result.get(backend)
-            if not entry or "IWAE" not in entry["summary"]:
+            if not entry or not all("IWAE" in s and "VIS" in s for s in entry["seeds"].values()):
                 continue
-            proto, summary = entry["protocol"], entry["summary"]
+            proto, summary = entry["protocol"], summarise(entry["seeds"])  # current tests
             test = summary["VIS"]["welch_vs_IWAE"]
             n = test["test_ll_is_last"]["seeds"]
             full = [
@@ -184,12 +184,13 @@ def sweep_report(paths) -> str:
                 return (f"{t['mean_diff']:+.3f} ({t['vis_better_seeds']}/{t['seeds']}; "
                         f"{t['wilcoxon_p']:.3f})")
 
-            lines.append(
+            line = (
                 f"| {proto['particles']} | {proto['epochs']:g} | {backend} | {n} "
                 f"| {cell('test_ll_is_last')} | {cell('test_ll_grid_last')} "
-                f"| {best} ({len(full)}) |"
+                f"| {best} ({len(full)}) | `{Path(path).name}` |"
             )
-    return "\n".join(lines)
+            rows.append(((proto["particles"], proto["epochs"], backend), line))
+    return "\n".join([head, *(line for _, line in sorted(rows))])
 
 
 def main(args) -> None:
