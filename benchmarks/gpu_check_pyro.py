@@ -133,7 +133,7 @@ def run(particles: list[int], rounds: int, steps: int, device: str) -> list[dict
     model, args = _problem(device)
     rows = []
     for n in particles:
-        steppers = {}
+        steppers, first = {}, len(rows)
         for method, make in _cases(model, args, n, device).items():
             row = {"method": method, "particles": n, "device": device}
             try:
@@ -155,10 +155,9 @@ def run(particles: list[int], rounds: int, steps: int, device: str) -> list[dict
                 step(steps)
                 _sync(device)
                 times[m].append((time.perf_counter() - t0) / steps)
-        for row in rows:
-            if row["particles"] == n and row["method"] in times:
+        for row in rows[first:]:
+            if row["method"] in times:
                 row["step_s"] = statistics.median(times[row["method"]])
-        for row in rows[-len(_cases(model, args, n, device)) :]:
             print(json.dumps(row), flush=True)
     return rows
 
