@@ -179,3 +179,23 @@ def test_model_scores_on_a_positive_site_include_the_jacobian():
     points, scores = vn.model_scores(model, {"s": s})
     np.testing.assert_allclose(points["s"], np.log(s))
     np.testing.assert_allclose(scores["s"], 3.0 - 2.0 * s, rtol=1e-10)  # d/du of 3u - 2e^u
+
+
+def test_auto_delta_fit_is_reported_as_a_point_estimate():
+    """Issue 14: constant weights from a Delta guide are not "q equals the posterior"."""
+    from numpyro.infer.autoguide import AutoDelta
+
+    lg = conjugate_normal()
+    model = linear_gaussian_model(lg)
+    params = {"z_auto_loc": jnp.asarray(lg.post_mean)}  # the MAP (= posterior mean here)
+    dt = vn.to_datatree(model, AutoDelta(model), params, rng_key=KEY, num_samples=200)
+    assert dt.attrs["point_mass"] == 1 and dt.attrs["point_mass_sites"] == "z"
+    assert dt.attrs["log_q_density"] == 0
+    report = diagnose(dt)
+    assert report.verdict == "point estimate"
+    assert "no posterior uncertainty" in report.message
+    # AutoMultivariateNormal samples its sites through Deltas too: not a point mass
+    model, guide, params = full_rank(lg, lg.post_cov)
+    full = vn.to_datatree(model, guide, params, rng_key=KEY, num_samples=200)
+    assert full.attrs["point_mass"] == 0 and full.attrs["log_q_density"] == 1
+    assert diagnose(full).verdict == "good"

@@ -205,3 +205,26 @@ def test_model_scores_on_a_positive_site_include_the_jacobian():
     np.testing.assert_allclose(points["s"], np.log(s))
     # u = log s: log p(u) = 3 u - 2 e^u + const, so the score is 3 - 2 s
     np.testing.assert_allclose(scores["s"], 3.0 - 2.0 * s, rtol=1e-10)
+
+
+def test_auto_delta_fit_is_reported_as_a_point_estimate():
+    """Issue 14: constant weights from a Delta guide are not "q equals the posterior"."""
+    from pyro.infer.autoguide import AutoDelta
+
+    pyro.clear_param_store()
+    lg = conjugate_normal()
+    model = vectorizable_model(lg)
+    guide = AutoDelta(model)
+    guide()
+    set_param("AutoDelta.z", lg.post_mean)  # the MAP (= posterior mean here)
+    dt = vp.to_datatree(model, guide, num_samples=200)
+    assert dt.attrs["point_mass"] == 1 and dt.attrs["point_mass_sites"] == "z"
+    assert dt.attrs["log_q_density"] == 0
+    report = diagnose(dt)
+    assert report.verdict == "point estimate"
+    assert "no posterior uncertainty" in report.message
+    # AutoMultivariateNormal places its draws through Delta sites too: not a point mass
+    full = vp.to_datatree(model, full_rank_guide(model, lg.post_mean, lg.post_cov),
+                          num_samples=200)
+    assert full.attrs["point_mass"] == 0 and full.attrs["log_q_density"] == 1
+    assert diagnose(full).verdict == "good"

@@ -7,6 +7,7 @@ This is the only part of vidiv that imports ArviZ; it never imports torch or jax
 ``to_datatree``            draws, log p, log q, log-likelihood, data, loss trace -> DataTree
 ``diagnose`` / ``Report``  PSIS k-hat, IS-ESS, ELBO, IS log Z +/- s.e., CUBO, sandwich, verdict
 ``psis_khat``              Pareto k-hat of a vector of log importance ratios
+``reweighted_summary``     PSIS-reweighted means/sds next to the raw ones, per component
 ``compare_to_reference``   per-component error against reference draws (e.g. NUTS)
 ``ksd``                    kernel Stein discrepancy from samples and model scores
 ``plot``                   loss / k-hat trace and marginals (needs the ``plots`` extra)
@@ -18,13 +19,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from .datatree import netcdf_safe_attrs, to_datatree
+from .datatree import guide_attrs, netcdf_safe_attrs, to_datatree
 from .evidence import EvidenceSummary, evidence_summary
 from .ksd import ksd
 from .monitor import EarlyStop, FitResult
 from .psis import khat_threshold, psis_khat, psis_log_weights
 from .reference import compare_to_reference
 from .report import Report, diagnose
+from .reweight import reweighted_summary
 
 __all__ = [
     "to_datatree",
@@ -36,11 +38,13 @@ __all__ = [
     "evidence_summary",
     "EvidenceSummary",
     "compare_to_reference",
+    "reweighted_summary",
     "ksd",
     "plot",
     "FitResult",
     "EarlyStop",
     "netcdf_safe_attrs",
+    "guide_attrs",
 ]
 
 

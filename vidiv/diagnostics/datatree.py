@@ -13,7 +13,14 @@ Groups (those whose input is given):
 
 Root attributes: ``inference_library``, ``objective``, ``backend``, ``num_draws``, library
 versions, and, when ``log_p`` and ``log_q`` are given (S >= 10 finite weights): ``khat``,
-``khat_threshold``, ``is_ess``, ``elbo``, ``log_z``, ``log_z_se``, ``cubo``. Every attribute is
+``khat_threshold``, ``is_ess``, ``elbo``, ``log_z``, ``log_z_se``, ``cubo``, ``num_weighted``,
+``zero_weight_share``. The adapters' ``to_datatree`` add what they read off the guide's trace
+(:func:`guide_attrs`): ``point_mass`` (1: every latent site of q is a point mass, e.g.
+AutoDelta), ``point_mass_sites``, ``discrete_sites``, ``deterministic_sites`` (comma-separated)
+and ``log_q_density`` (1: log q is a density, so constant weights mean q is the posterior).
+``sample_stats`` also holds ``psis_log_weight``, the Pareto-smoothed normalised log weights
+(``sum(exp(.)) == 1``): weighted summaries of the posterior draws with them are the
+PSIS-reweighted estimates (:func:`vidiv.diagnostics.reweighted_summary`). Every attribute is
 netCDF-safe (numbers and strings only), so ``dt.to_netcdf(path)`` followed by
 ``xarray.open_datatree(path).load()`` gives an identical tree.
 
@@ -40,7 +47,37 @@ import xarray as xr
 from ..errors import InvalidArgumentError
 from .evidence import can_summarise, evidence_summary
 
-__all__ = ["to_datatree", "netcdf_safe_attrs"]
+__all__ = ["to_datatree", "netcdf_safe_attrs", "guide_attrs"]
+
+
+def guide_attrs(samples: Mapping[str, Any], delta_sites: Sequence[str] = (),
+                discrete_sites: Sequence[str] = (),
+                deterministic_sites: Sequence[str] = ()) -> dict[str, Any]:
+    """Root attrs that say whether q is a point mass and whether log q is a density.
+
+    A site counts as a point mass when the guide samples it from a ``Delta`` and all its draws
+    in ``samples`` (site -> array (S, ...)) are identical: AutoDelta's sites, but not the Delta
+    sites through which AutoMultivariateNormal & co. place their (varying) latent draws.
+
+    >>> import numpy as np
+    >>> attrs = guide_attrs({"mu": np.full((100,), 2.2)}, delta_sites=["mu"])
+    >>> attrs["point_mass"], attrs["point_mass_sites"], attrs["log_q_density"]
+    (1, 'mu', 0)
+    """
+    def identical(name: str) -> bool:
+        arr = np.asarray(samples[name])
+        return arr.shape[0] > 1 and bool(np.all(arr == arr[:1]))
+
+    point = [n for n in delta_sites if n in samples and identical(n)]
+    latent = [n for n in samples if n not in set(deterministic_sites)]
+    discrete = [n for n in discrete_sites if n in samples]
+    return {
+        "point_mass": int(bool(latent) and all(n in point for n in latent)),
+        "point_mass_sites": ",".join(point),
+        "discrete_sites": ",".join(discrete),
+        "deterministic_sites": ",".join(n for n in deterministic_sites if n in samples),
+        "log_q_density": int(not point and not discrete),
+    }
 
 
 def _versions() -> dict[str, str]:
@@ -229,6 +266,10 @@ def to_datatree(
             stats[name] = arr
     if "log_p" in stats and "log_q" in stats:
         stats["log_weight"] = stats["log_p"] - stats["log_q"]
+        if can_summarise(stats["log_p"], stats["log_q"]):
+            from .psis import psis_log_weights
+
+            stats["psis_log_weight"] = psis_log_weights(stats["log_weight"])[0]
 
     tree: dict[str, xr.Dataset] = {"posterior": _dataset(posterior, True, dims, coords)}
     if stats:

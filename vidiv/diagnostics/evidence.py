@@ -6,7 +6,13 @@ From :math:`\log w_s = \log p(x, z_s) - \log q(z_s)`, :math:`z_s \sim q`, :math:
 * IS estimate :math:`\log \hat Z = \log \frac1S \sum_s w_s` with its delta-method standard error;
 * CUBO\ :sub:`2` :math:`= \frac12 \log \frac1S \sum_s w_s^2` (upper bound on :math:`\log p(x)` in
   expectation over infinitely many draws; biased low for finite S and heavy-tailed weights);
-* IS-ESS :math:`= 1/\sum_s \bar w_s^2` and the PSIS :math:`\hat k`.
+* IS-ESS :math:`= 1/\sum_s \bar w_s^2` and the PSIS :math:`\hat k`;
+* ``num_weighted``: draws with positive weight (finite log w), ``zero_weight_share`` the rest
+  as a fraction of S (draws outside the model's support).
+
+Note :math:`\mathrm{CUBO} - \log\hat Z = \tfrac12\log(S/\mathrm{ESS})` exactly, and
+:math:`\log\hat Z - \mathrm{ELBO}` estimates KL(q || p), so the sandwich width
+CUBO - ELBO adds up the two ways q can differ from the posterior.
 
 For the *estimates*, ELBO <= log Z-hat <= CUBO always holds (Jensen's inequality on the
 empirical measure), so the sandwich is informative against an independent value of log p(x)
@@ -39,6 +45,8 @@ class EvidenceSummary:
     log_z: float
     log_z_se: float
     cubo: float
+    num_weighted: int = 0
+    zero_weight_share: float = 0.0
 
 
 def evidence_summary(log_p, log_q) -> EvidenceSummary:
@@ -69,6 +77,8 @@ def evidence_summary(log_p, log_q) -> EvidenceSummary:
         log_z=float(lz.log_z),
         log_z_se=float(lz.se),
         cubo=float(_cubo(lp, lq, n=2)),
+        num_weighted=int(np.isfinite(lw).sum()),
+        zero_weight_share=float(1.0 - np.isfinite(lw).sum() / S),
     )
 
 
@@ -80,7 +90,8 @@ def can_summarise(log_p, log_q) -> bool:
     if lp.shape != lq.shape or lp.size < MIN_DRAWS:
         return False
     lw = lp - lq
-    return not (np.isnan(lw).any() or np.isposinf(lw).any() or not np.isfinite(lw).any())
+    return not (np.isnan(lw).any() or np.isposinf(lw).any()
+                or np.isfinite(lw).sum() < MIN_DRAWS)
 
 
 def _fmt(x: float, digits: int = 3) -> str:

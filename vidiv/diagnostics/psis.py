@@ -17,6 +17,17 @@ minus sign; ``r_eff=1`` because variational draws are independent.
 Constant log weights (q equal to the posterior up to the normalising constant, common in
 conjugate tests) have no tail to fit: :func:`psis_khat` returns ``-inf`` for them instead of
 raising. Weights whose spread is below ``1e-10`` (relative to their magnitude) count as constant.
+(``-inf`` is also what a point mass gives: :func:`vidiv.diagnostics.diagnose` reads it as "q is
+the posterior" only when log q is a density; see :mod:`vidiv.diagnostics.report`.)
+
+Numerical guard. ArviZ fits the tail on :math:`w_s / \max_s w_s = \exp(\log w_s - \max \log w)`.
+When the tail's log weights spread over more than ~700 nats (e.g. ``-chisquare(26) * 1e5``),
+those ratios underflow to 0, the fit divides by zero and ArviZ returns the prior's value
+(k-hat ~ 0.035: "good"). Such a tail is heavier than any Pareto fit can resolve (the k-hat
+grows with the spread: 1.4 at spread ~1e1, 132 at ~1e3), so :func:`psis_log_weights` returns
+``k-hat = +inf`` for it, with the raw self-normalised weights. A tail made of ties (the largest
+weights take two or three distinct values, e.g. a discrete guide) has no Pareto shape either:
+its k-hat is ``NaN`` ("undefined"), never a number that looks good.
 
 Example
 -------
@@ -37,7 +48,7 @@ import numpy as np
 
 from ..errors import InvalidArgumentError, NonFiniteError
 
-__all__ = ["psis_khat", "psis_log_weights", "khat_threshold", "MIN_DRAWS"]
+__all__ = ["psis_khat", "psis_log_weights", "khat_threshold", "tail_status", "MIN_DRAWS"]
 
 #: fewest draws for which a k-hat is computed (the Pareto tail needs at least 5 points, and
 #: the tail is ~3 sqrt(S) long)
@@ -95,6 +106,36 @@ def _is_constant(lw: np.ndarray) -> bool:
     return spread <= _CONSTANT_TOL * max(1.0, float(np.max(np.abs(finite))))
 
 
+def _tail_size(num_draws: int) -> int:
+    # arviz-stats' rule for r_eff = 1 (Vehtari et al. 2024): min(S / 5, 3 sqrt(S))
+    return int(np.floor(3 * num_draws**0.5)) if num_draws > 225 else num_draws // 5
+
+
+def tail_status(log_w) -> str:
+    """How the Pareto tail of finite log weights ``log_w`` (shape (S,)) can be fitted.
+
+    ``"ok"``; ``"flat"`` (the largest weights are all equal: bounded weights, k-hat -inf);
+    ``"ties"`` (fewer than 3/4 of the tail exceeds the cutoff: too few distinct weights for a
+    Pareto fit, k-hat undefined); ``"underflow"`` (the tail spans more than double precision
+    resolves relative to the largest weight: k-hat +inf).
+    """
+    lw = np.sort(np.asarray(log_w, dtype=float))
+    m = _tail_size(lw.size)
+    if m < 5:
+        return "ok"
+    tail, cutoff = lw[-m:], lw[-m - 1]
+    if tail[-1] - tail[0] < np.finfo(float).tiny:
+        return "flat"
+    iq = int(m / 4 + 0.5) - 1  # the quartile ArviZ's fit divides by
+    if tail[iq] <= cutoff:
+        return "ties"
+    top = tail[-1]
+    exceed = np.exp(tail[iq] - top) - np.exp(cutoff - top)
+    if not exceed >= np.finfo(float).tiny:
+        return "underflow"
+    return "ok"
+
+
 def psis_log_weights(log_w) -> tuple[np.ndarray, float]:
     """Pareto-smoothed, self-normalised log weights and the k-hat of one set of draws.
 
@@ -106,7 +147,16 @@ def psis_log_weights(log_w) -> tuple[np.ndarray, float]:
     Returns
     -------
     (log_weights, khat): the smoothed log weights (``logsumexp == 0``) and k-hat (``-inf`` for
-    constant log weights, for which the smoothed weights are uniform).
+    constant log weights, for which the smoothed weights are uniform; ``+inf`` when the tail
+    underflows double precision and ``NaN`` for a tail of ties, both with the raw
+    self-normalised weights).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lw = -np.random.default_rng(0).chisquare(26, 2000) * 1e5   # one draw carries all weight
+    >>> psis_log_weights(lw)[1]
+    inf
     """
     lw = _as_log_weights(log_w)
     if _is_constant(lw):
@@ -121,8 +171,14 @@ def psis_log_weights(log_w) -> tuple[np.ndarray, float]:
             f"k-hat needs at least {MIN_DRAWS}. The guide puts most draws outside the model's "
             "support: fix the guide's support or start it closer to the posterior."
         )
+    status = tail_status(lw[finite])
+    if status in ("underflow", "ties"):
+        raw = np.full(lw.shape, -math.inf)
+        raw[finite] = lw[finite] - np.logaddexp.reduce(lw[finite])
+        return raw, (math.inf if status == "underflow" else math.nan)
     try:
-        smoothed, khat = array_stats.psislw(-lw[finite], r_eff=1.0)
+        with np.errstate(all="ignore"):
+            smoothed, khat = array_stats.psislw(-lw[finite], r_eff=1.0)
     except ValueError as err:
         if "same" in str(err):  # every tail value identical: flat tail, bounded weights
             return np.full(lw.shape, -math.log(lw.shape[0])), -math.inf
@@ -131,6 +187,10 @@ def psis_log_weights(log_w) -> tuple[np.ndarray, float]:
             raw[finite] = lw[finite] - np.logaddexp.reduce(lw[finite])
             return raw, math.nan
         raise
+    if not np.isfinite(khat):  # a degenerate fit the checks above did not foresee
+        raw = np.full(lw.shape, -math.inf)
+        raw[finite] = lw[finite] - np.logaddexp.reduce(lw[finite])
+        return raw, math.inf
     out = np.full(lw.shape, -math.inf)
     out[finite] = smoothed
     return out, float(khat)
@@ -140,7 +200,9 @@ def psis_khat(log_w) -> float:
     """Pareto k-hat of the importance ratios ``log_w = log p - log q`` (shape ``(S,)``).
 
     Equals ``arviz_stats.base.array_stats.psislw(-log_w, r_eff=1.0)[1]``; ``-inf`` for constant
-    log weights (q equal to the posterior). Raises :class:`~vidiv.errors.VidivError` for fewer
-    than 10 draws, NaN or ``+inf`` entries, or all ``-inf``.
+    log weights (q equal to the posterior, or a point mass), ``+inf`` when the tail underflows
+    double precision, ``NaN`` for a tail of ties or fewer than 25 draws. Raises
+    :class:`~vidiv.errors.VidivError` for fewer than 10 draws, NaN or ``+inf`` entries, or
+    all ``-inf``.
     """
     return psis_log_weights(log_w)[1]

@@ -1,20 +1,27 @@
 r"""``diagnose(dt)``: is this variational approximation good enough, in numbers and in words.
 
-The verdict follows ArviZ's PSIS thresholds (Vehtari et al. 2024) with S draws:
-
-* ``"good"``: :math:`\hat k < 0.5`;
-* ``"usable"``: :math:`0.5 \le \hat k < \min(1 - 1/\log_{10} S, 0.7)`;
-* ``"do not trust"``: otherwise (with advice to draw more samples when only the sample-size
-  threshold is missed, and to change the guide or objective when :math:`\hat k \ge 0.7`);
-* ``"unavailable"``: the result has no ``log_q`` (particle methods): use
-  :func:`vidiv.diagnostics.ksd` instead.
+The verdict is a promise about the raw draws from q: a fit called ``"good"`` or ``"usable"`` has
+every parameter's mean within 0.25 posterior sd and its sd within [0.8, 1.25] of the posterior's.
+It reads every number the report prints -- PSIS k-hat (Vehtari et al. 2024), IS-ESS, the sandwich
+width CUBO - ELBO, the share of zero weights, the raw vs PSIS-reweighted moments -- and whether q
+is a point mass; the rule and the reasons for its thresholds are in
+:mod:`vidiv.diagnostics.verdict`. Verdicts: ``"good"``, ``"usable"``, ``"use reweighted"`` (the raw
+draws are off, the PSIS-reweighted moments of :func:`~vidiv.diagnostics.reweighted_summary` are
+not), ``"point estimate"`` (Delta / AutoDelta or identical draws), ``"do not trust"`` and
+``"unavailable"`` (no log q: use :func:`vidiv.diagnostics.ksd`).
 
 Example
 -------
->>> report = diagnose(dt)              # doctest: +SKIP
->>> print(report)                      # doctest: +SKIP
->>> report.khat, report.verdict        # doctest: +SKIP
->>> report.to_dataframe()              # doctest: +SKIP
+>>> import numpy as np
+>>> from vidiv.diagnostics import diagnose, to_datatree
+>>> rng = np.random.default_rng(0)
+>>> z = rng.normal(size=1000)                        # q = N(0, 1) is the posterior N(0, 1)
+>>> report = diagnose(to_datatree({"z": z}, log_p=-0.5 * z**2, log_q=-0.5 * z**2))
+>>> report.verdict
+'good'
+>>> lw = -rng.chisquare(26, 2000) * 1e5              # one draw holds all the weight
+>>> diagnose(to_datatree({"z": rng.normal(size=2000)}, log_p=lw, log_q=np.zeros(2000))).verdict
+'do not trust'
 """
 
 from __future__ import annotations
@@ -28,62 +35,11 @@ import xarray as xr
 
 from ..errors import InvalidArgumentError
 from .evidence import _fmt, evidence_summary
+from .verdict import MEAN_TOL, MIN_WEIGHTED, SD_RATIO, Evidence, verdict_for
 
 __all__ = ["Report", "diagnose", "verdict_for"]
 
 _NAN = float("nan")
-
-
-def _draws_needed(khat: float) -> int:
-    # smallest S with 1 - 1/log10(S) > khat
-    return int(math.floor(10 ** (1.0 / (1.0 - khat)))) + 1
-
-
-def verdict_for(khat: float, num_draws: int) -> tuple[str, str]:
-    """(verdict, advice in plain words) for a k-hat computed from ``num_draws`` draws."""
-    from .psis import khat_threshold
-
-    thr = khat_threshold(num_draws)
-    if math.isnan(khat) and num_draws < 25:
-        return "unavailable", (
-            f"Only {num_draws} draws: the Pareto tail fit behind k-hat needs at least 25 "
-            "(5 in the tail). Draw more samples from q (a few hundred or more)."
-        )
-    if math.isnan(khat):
-        return "unavailable", (
-            "No log q(z) for these draws (e.g. particles), so there are no importance weights: "
-            "use vidiv.diagnostics.ksd with the model's scores to measure the fit."
-        )
-    if khat == -math.inf:
-        return "good", (
-            "The importance weights are constant: q equals the posterior (up to the "
-            "normalising constant). Posterior summaries and the IS log Z are exact up to Monte "
-            "Carlo error."
-        )
-    if khat < 0.5:
-        return "good", (
-            f"k-hat {khat:.2f} < 0.5: q covers the posterior, including its tails. Summaries from "
-            "the draws and the IS estimate of log Z can be trusted."
-        )
-    if khat < thr:
-        return "usable", (
-            f"k-hat {khat:.2f} is in [0.5, {thr:.2f}): q is usable but rough. Prefer "
-            "PSIS-reweighted estimates over raw draws from q and check them against a reference; "
-            "a richer guide (e.g. full-rank) or a mass-covering objective (ChiSquaredVIS, "
-            "AlphaDivergence with alpha < 1) would tighten the fit."
-        )
-    if khat < 0.7:
-        return "do not trust", (
-            f"k-hat {khat:.2f} is below 0.7 but above the threshold {thr:.2f} for S = "
-            f"{num_draws} draws: the estimate is not reliable with so few draws. Draw more "
-            f"(at least {_draws_needed(khat)}) and diagnose again."
-        )
-    return "do not trust", (
-        f"k-hat {khat:.2f} >= 0.7: the importance weights have too heavy a tail, so q misses "
-        "posterior mass (it is typically too narrow or misses correlations). Do not trust "
-        "posterior summaries from q or its log Z estimate: use a richer guide (full-rank, flow), "
-        "a mass-covering objective (ChiSquaredVIS, AlphaDivergence with alpha < 1), or MCMC."
-    )
 
 
 @dataclass(frozen=True)
@@ -93,6 +49,10 @@ class Report:
     ``sandwich_holds`` is 1 when ``elbo <= log_z_reference <= cubo`` (if a reference log Z was
     given) or ``elbo <= log_z <= cubo`` (the IS estimate; always true for finite estimates, by
     Jensen's inequality); ``sandwich_width = cubo - elbo`` is 0 only when q is the posterior.
+    ``max_mean_shift`` / ``worst_sd_ratio`` / ``worst_parameter``: the largest disagreement of
+    the raw draws with their PSIS-reweighted moments (see
+    :func:`vidiv.diagnostics.reweighted_summary`); ``point_mass_sites``: comma-separated latent
+    sites where q is a point mass.
     """
 
     num_draws: int
@@ -110,14 +70,36 @@ class Report:
     message: str
     objective: str = "unknown"
     backend: str = "unknown"
+    num_weighted: int = 0
+    zero_weight_share: float = 0.0
+    max_mean_shift: float = _NAN
+    worst_sd_ratio: float = _NAN
+    worst_parameter: str = ""
+    point_mass_sites: str = ""
 
     def _rows(self) -> list[tuple[str, str]]:
         ess_frac = self.is_ess / self.num_draws if self.num_draws else _NAN
+        if self.verdict == "point estimate":
+            na = "n/a: q is a point mass (log q is not a density)"
+            return [("draws", str(self.num_draws)), ("point mass at", self.point_mass_sites),
+                    ("Pareto k-hat", na), ("IS-ESS", na), ("IS log Z", na),
+                    ("verdict", self.verdict.upper())]
+        khat = _fmt(self.khat, 3)
+        if self.khat == math.inf:
+            khat = "inf  (tail beyond double precision: one draw holds the weight)"
+        elif math.isnan(self.khat) and not math.isnan(self.is_ess):
+            khat = "undefined  (too few draws, or the largest weights are ties)"
+        else:
+            khat += f"  (good < 0.5, usable < {self.khat_threshold:.2f})"
         rows = [
             ("draws", str(self.num_draws)),
-            ("Pareto k-hat", f"{_fmt(self.khat, 3)}  (good < 0.5, usable < "
-                             f"{self.khat_threshold:.2f})"),
+            ("Pareto k-hat", khat),
             ("IS-ESS", f"{self.is_ess:.1f}  ({100 * ess_frac:.1f}% of draws)"),
+        ]
+        if self.zero_weight_share > 0:
+            rows.append(("zero-weight draws", f"{100 * self.zero_weight_share:.1f}%  "
+                         f"({self.num_weighted} of {self.num_draws} carry weight)"))
+        rows += [
             ("ELBO", _fmt(self.elbo)),
             ("IS log Z", f"{_fmt(self.log_z)} +/- {_fmt(self.log_z_se)}"),
             ("CUBO (chi^2)", _fmt(self.cubo)),
@@ -127,8 +109,13 @@ class Report:
         rows += [
             ("ELBO <= log Z <= CUBO", "holds" if self.sandwich_holds else "VIOLATED"),
             ("CUBO - ELBO", _fmt(self.sandwich_width)),
-            ("verdict", self.verdict.upper()),
         ]
+        if not math.isnan(self.max_mean_shift):
+            rows.append(("raw vs PSIS moments",
+                         f"mean shift <= {self.max_mean_shift:.2f} sd, worst sd ratio "
+                         f"{self.worst_sd_ratio:.2f}  (tolerance {MEAN_TOL}, "
+                         f"[{SD_RATIO[0]}, {SD_RATIO[1]}]; worst: {self.worst_parameter})"))
+        rows.append(("verdict", self.verdict.upper()))
         return rows
 
     def __str__(self) -> str:
@@ -171,17 +158,90 @@ def _flat(dt: xr.DataTree, var: str) -> np.ndarray | None:
     return np.asarray(dt["sample_stats"][var].values, dtype=float).reshape(-1)
 
 
+def _sites_attr(dt: xr.DataTree, key: str) -> tuple[str, ...] | None:
+    value = dt.attrs.get(key)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return tuple(s for s in value.split(",") if s)
+    return tuple(str(s) for s in np.atleast_1d(value))
+
+
+def _degenerate_sites(dt: xr.DataTree) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
+    """(point-mass sites, other collapsed continuous sites, log q is a density)."""
+    discrete = set(_sites_attr(dt, "discrete_sites") or ())
+    deterministic = set(_sites_attr(dt, "deterministic_sites") or ())
+    recorded = _sites_attr(dt, "point_mass_sites")
+    post = dt["posterior"] if "posterior" in dt.children else None
+    continuous, identical = [], []
+    for name, da in (post.data_vars.items() if post is not None else ()):
+        name = str(name)
+        arr = np.asarray(da.values)
+        if arr.dtype.kind in "biu":
+            discrete.add(name)
+        if name in discrete or name in deterministic or arr.dtype.kind not in "f":
+            continue
+        continuous.append(name)
+        flat = arr.reshape(-1, *arr.shape[2:]) if arr.ndim >= 2 else arr.reshape(-1)
+        if flat.shape[0] > 1 and np.all(flat == flat[:1]):
+            identical.append(name)
+    point_mass = list(recorded or ())
+    if continuous and len(identical) == len(continuous):  # every continuous site is frozen
+        point_mass += [s for s in identical if s not in point_mass]
+    collapsed = tuple(s for s in identical if s not in point_mass)
+    density = bool(int(dt.attrs.get("log_q_density", 1))) and not discrete and not point_mass
+    return tuple(point_mass), collapsed, density
+
+
+def _too_few(dt, lw, ref, objective, backend, ev_sites) -> Report:
+    """Report for fewer than 10 draws, or fewer than 10 with positive weight."""
+    from ..estimators import weights as _weights
+
+    S = lw.shape[0]
+    finite = np.isfinite(lw)
+    with np.errstate(all="ignore"):
+        if finite.any():
+            lz = _weights.log_z(lw)
+            log_z, se = float(lz.log_z), float(lz.se)
+            ess = float(_weights.is_ess(lw))
+            cubo = float(0.5 * (np.logaddexp.reduce(2 * lw) - math.log(S)))
+        else:
+            log_z, se, ess, cubo = -math.inf, _NAN, 0.0, -math.inf
+        elbo = float(np.mean(lw))
+    pm, collapsed, density = ev_sites
+    ev = Evidence(is_ess=ess, num_weighted=int(finite.sum()),
+                  zero_weight_share=float(1 - finite.mean()), point_mass_sites=pm,
+                  identical_sites=collapsed, log_q_density=density)
+    verdict, message = verdict_for(_NAN, S, ev)
+    return Report(S, _NAN, _NAN, ess, elbo, log_z, se, cubo, ref, False, cubo - elbo, verdict,
+                  message, objective, backend, num_weighted=int(finite.sum()),
+                  zero_weight_share=float(1 - finite.mean()), point_mass_sites=",".join(pm))
+
+
 def diagnose(dt: xr.DataTree, log_z_reference: float | None = None) -> Report:
-    """PSIS k-hat, IS-ESS, ELBO, IS log Z +/- s.e., CUBO, the evidence sandwich and a verdict.
+    """PSIS k-hat, IS-ESS, ELBO, IS log Z +/- s.e., CUBO, the evidence sandwich, the raw vs
+    PSIS-reweighted moments and a verdict (rule: :mod:`vidiv.diagnostics.verdict`).
 
     Parameters
     ----------
     dt : DataTree from ``to_datatree`` (needs ``sample_stats`` with ``log_p`` and ``log_q``;
-        without ``log_q`` every number is NaN and the verdict is ``"unavailable"``).
+        without ``log_q`` every number is NaN and the verdict is ``"unavailable"``). The root
+        attrs ``point_mass_sites`` / ``log_q_density`` that the adapters' ``to_datatree`` record
+        mark point-mass (Delta) guides; draws that are all identical are detected here too.
     log_z_reference : float, optional
         An independent value of log p(x) (exact, or from another method) to check the sandwich
         ``ELBO <= log Z <= CUBO`` against.
+
+    Returns
+    -------
+    Report. Never raises for too few (weighted) draws: that is a ``"do not trust"`` report.
+    Raises :class:`~vidiv.errors.VidivError` for NaN or +inf log weights (a bug in the model
+    or guide, not a verdict).
     """
+    from .psis import psis_log_weights
+    from .reweight import _components, moment_check
+    from .verdict import MARGIN_Z
+
     if not isinstance(dt, xr.DataTree):
         raise InvalidArgumentError(
             f"diagnose expects an xarray.DataTree (from vidiv.pyro.to_datatree, "
@@ -196,10 +256,26 @@ def diagnose(dt: xr.DataTree, log_z_reference: float | None = None) -> Report:
         verdict, message = verdict_for(_NAN, n)
         return Report(n, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, ref, False, _NAN, verdict,
                       message, objective, backend)
+    sites = _degenerate_sites(dt)
+    if log_p.shape == log_q.shape:
+        with np.errstate(invalid="ignore"):
+            lw = log_p - log_q
+        clean = not (np.isnan(lw).any() or np.isposinf(lw).any())
+        if clean and (lw.size < MIN_WEIGHTED or np.isfinite(lw).sum() < MIN_WEIGHTED):
+            return _too_few(dt, lw, ref, objective, backend, sites)
     s = evidence_summary(log_p, log_q)
     target = s.log_z if math.isnan(ref) else ref
     holds = bool(s.elbo <= target <= s.cubo)
-    verdict, message = verdict_for(s.khat, s.num_draws)
+    names, theta = _components(dt)
+    mc = moment_check(names, theta, psis_log_weights(log_p - log_q)[0], MEAN_TOL, SD_RATIO,
+                      MARGIN_Z)
+    pm, collapsed, density = sites
+    ev = Evidence(is_ess=s.is_ess, sandwich_width=s.cubo - s.elbo, num_weighted=s.num_weighted,
+                  zero_weight_share=s.zero_weight_share, point_mass_sites=pm,
+                  identical_sites=collapsed, log_q_density=density, moment_excess=mc.excess,
+                  max_mean_shift=mc.max_mean_shift, worst_sd_ratio=mc.worst_sd_ratio,
+                  worst_parameter=mc.worst_parameter)
+    verdict, message = verdict_for(s.khat, s.num_draws, ev)
     if not math.isnan(ref) and not holds:
         message += (
             f" The reference log Z {ref:.3f} lies outside [ELBO, CUBO] = [{s.elbo:.3f}, "
@@ -222,4 +298,10 @@ def diagnose(dt: xr.DataTree, log_z_reference: float | None = None) -> Report:
         message=message,
         objective=objective,
         backend=backend,
+        num_weighted=s.num_weighted,
+        zero_weight_share=s.zero_weight_share,
+        max_mean_shift=mc.max_mean_shift,
+        worst_sd_ratio=mc.worst_sd_ratio,
+        worst_parameter=mc.worst_parameter,
+        point_mass_sites=",".join(pm),
     )

@@ -110,6 +110,37 @@ def _prototype(model, guide, params, args, kwargs, rng_key):
     return trace
 
 
+def _base_dist(fn):
+    while hasattr(fn, "base_dist"):  # Independent, Masked, Expanded wrappers
+        fn = fn.base_dist
+    return fn
+
+
+def guide_site_kinds(guide, params, args=(), kwargs=None, *, rng_key) -> tuple[list, list]:
+    """(Delta sites, discrete sites) among the guide's latent, non-auxiliary sample sites, read
+    off one abstractly evaluated guide trace."""
+    holder = {}
+
+    def one(key):
+        _, trace = log_density(handlers.seed(guide, key), args, kwargs or {}, params)
+        holder["trace"] = trace
+        return 0.0
+
+    jax.eval_shape(one, rng_key)
+    delta, discrete = [], []
+    for name, site in holder["trace"].items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        if (site.get("infer") or {}).get("is_auxiliary", False):
+            continue
+        fn = _base_dist(site["fn"])
+        if isinstance(fn, numpyro.distributions.Delta):
+            delta.append(name)
+        elif getattr(getattr(fn, "support", None), "is_discrete", False):
+            discrete.append(name)
+    return delta, discrete
+
+
 def draws(model, guide, params, args=(), kwargs=None, *, rng_key, num_samples: int = 1000):
     """Latent draws, log p, log q, per-observation log likelihoods, observed values and dims."""
     kwargs = kwargs or {}
@@ -132,6 +163,7 @@ def draws(model, guide, params, args=(), kwargs=None, *, rng_key, num_samples: i
     log_p, log_q, values, loglik = jax.jit(jax.vmap(one))(keys)
     dims = {n: _site_dims(proto[n], n) for n in latent + observed}
     obs_values = {n: proto[n]["value"] for n in observed}
+    dims["_deterministic"] = [n for n in latent if proto[n]["type"] == "deterministic"]
     return log_p, log_q, values, loglik, obs_values, dims
 
 
@@ -151,6 +183,8 @@ def to_datatree(
 
     ``rng_key`` defaults to ``jax.random.PRNGKey(0)``. ``losses`` may be the loss array or the
     :class:`~vidiv.diagnostics.FitResult` of :func:`vidiv.numpyro.fit` (k-hat trace included).
+    Root attrs ``point_mass`` / ``point_mass_sites`` / ``log_q_density`` come from the guide's
+    trace (Delta sites, e.g. AutoDelta), so ``diagnose`` reports a point estimate as one.
     """
     from .. import diagnostics
     from ..diagnostics.monitor import FitResult
@@ -171,6 +205,8 @@ def to_datatree(
             "the model has no latent sample sites to put in the posterior group; check that "
             "the model and the guide are the ones fitted."
         )
+    deterministic = dims.pop("_deterministic")
+    delta_sites, discrete_sites = guide_site_kinds(guide, params, args, kwargs, rng_key=key)
     khat_trace = None
     if isinstance(losses, FitResult):
         losses, khat_trace = losses.losses, losses.khat
@@ -178,8 +214,10 @@ def to_datatree(
     def np64(x):
         return np.asarray(x, dtype=np.float64)
 
+    samples = {k: np64(v) for k, v in values.items()}
+    kinds = diagnostics.guide_attrs(samples, delta_sites, discrete_sites, deterministic)
     return diagnostics.to_datatree(
-        {k: np64(v) for k, v in values.items()},
+        samples,
         log_p=np64(log_p),
         log_q=np64(log_q),
         log_likelihood={k: np64(v) for k, v in loglik.items()},
@@ -193,5 +231,6 @@ def to_datatree(
             "guide": getattr(guide, "__name__", type(guide).__name__),
             "numpyro_version": numpyro.__version__,
             "jax_version": jax.__version__,
+            **kinds,
         },
     )

@@ -227,6 +227,28 @@ def log_weights(model, guide, num_samples: int, args=(), kwargs=None, *, full: b
     return draws if full else (draws.log_p, draws.log_q)
 
 
+def _base_dist(fn):
+    while hasattr(fn, "base_dist"):  # Independent, Masked, Expanded wrappers
+        fn = fn.base_dist
+    return fn
+
+
+def _guide_site_kinds(guide_trace) -> tuple[list[str], list[str]]:
+    """(Delta sites, discrete sites) among the guide's latent, non-auxiliary sample sites."""
+    delta, discrete = [], []
+    for name, site in guide_trace.nodes.items():
+        if site["type"] != "sample" or site["is_observed"]:
+            continue
+        if site.get("infer", {}).get("is_auxiliary", False):
+            continue
+        fn = _base_dist(site["fn"])
+        if isinstance(fn, pyro.distributions.Delta):
+            delta.append(name)
+        elif getattr(getattr(fn, "support", None), "is_discrete", False):
+            discrete.append(name)
+    return delta, discrete
+
+
 def to_datatree(
     model,
     guide,
@@ -249,13 +271,20 @@ def to_datatree(
     The tree holds ``posterior`` (latent and deterministic sites; plate names as dims),
     ``sample_stats`` (log_p, log_q, log_weight), ``log_likelihood`` and ``observed_data`` for
     every observed site, ``optimization`` when ``losses`` is given, and the k-hat / IS-ESS /
-    log Z summary in the root attrs.
+    log Z summary in the root attrs, with ``point_mass`` / ``point_mass_sites`` /
+    ``log_q_density`` read off the guide's trace (Delta sites, e.g. AutoDelta; see
+    :func:`vidiv.diagnostics.datatree.guide_attrs`), so that ``diagnose`` reports a point
+    estimate as one.
     """
     from .. import diagnostics
     from ..errors import check_num_particles
 
     check_num_particles(num_samples, name="num_samples")
     draws = log_weights(model, guide, num_samples, args, kwargs, full=True)
+    proto_model, proto_guide = _prototype(model, guide, args, kwargs)
+    delta_sites, discrete_sites = _guide_site_kinds(proto_guide)
+    deterministic = [n for n, site in proto_model.nodes.items()
+                     if site["type"] == "sample" and _is_deterministic(site)]
     if not draws.samples:
         raise ModelStructureError(
             "the model has no latent sample sites to put in the posterior group; check that "
@@ -266,8 +295,10 @@ def to_datatree(
 
     if isinstance(losses, FitResult):
         losses, khat_trace = losses.losses, losses.khat
+    samples = {k: _np(v) for k, v in draws.samples.items()}
+    kinds = diagnostics.guide_attrs(samples, delta_sites, discrete_sites, deterministic)
     return diagnostics.to_datatree(
-        {k: _np(v) for k, v in draws.samples.items()},
+        samples,
         log_p=_np(draws.log_p),
         log_q=_np(draws.log_q),
         log_likelihood={k: _np(v) for k, v in draws.log_lik.items()},
@@ -281,5 +312,6 @@ def to_datatree(
             "guide": getattr(guide, "__name__", type(guide).__name__),
             "pyro_version": pyro.__version__,
             "torch_version": torch.__version__,
+            **kinds,
         },
     )
