@@ -130,12 +130,16 @@ def test_non_reparameterised_sites_are_reported():
 
 
 # ------------------------------------------------------------------------------ errors
-def test_no_latent_sites():
+def test_no_latent_sites_give_the_likelihood():
+    """No latent site (issue 14): accepted, log q = 0 and log w = log p(x) for every particle."""
+
     def model():
         pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.3))
 
-    with pytest.raises(ModelStructureError, match="no latent sample sites.*maximum likelihood"):
-        _walk(model, lambda: None, nesting=0)
+    p = _walk(model, lambda: None, nesting=0)
+    expected = dist.Normal(0.0, 1.0).log_prob(torch.tensor(0.3)).expand(5)
+    torch.testing.assert_close(p.log_p, expected)
+    torch.testing.assert_close(p.log_q, torch.zeros(5))
 
 
 def test_enumerated_site():
@@ -198,8 +202,11 @@ def test_undeclared_batch_dims():
 
 # ------------------------------------------------------ the same messages from every objective
 def _bad_models():
-    def no_latent():
-        pyro.sample("x", dist.Normal(0.0, 1.0), obs=torch.tensor(0.3))
+    def no_latent():  # (a model with no latent site is now fitted by ML; a shape mismatch)
+        pyro.sample("z", dist.Normal(torch.zeros(1, 2), 1.0).to_event(2))
+
+    def mismatched_guide():
+        pyro.sample("z", dist.Normal(torch.zeros(2, 1), 1.0).to_event(2))
 
     def enumerated():
         z = pyro.sample("z", dist.Bernoulli(0.3), infer={"enumerate": "parallel"})
@@ -219,7 +226,10 @@ def _bad_models():
         pyro.sample("z", dist.Normal(5.0, 0.1))
 
     return [
-        (no_latent, lambda: None, ModelStructureError, "no latent sample sites"),
+        (no_latent, mismatched_guide, ModelStructureError,
+         r"Model and guide shapes disagree at site 'z': torch.Size\(\[1, 2\]\) vs "
+         r"torch.Size\(\[2, 1\]\)\. The guide must sample each latent site with the model's "
+         "shape"),
         (enumerated, enum_guide, ModelStructureError, "does not enumerate"),
         (nan_data, far_guide, NonFiniteError, "observed data at site 'x' contain 1 NaN"),
         (outside, far_guide, NonFiniteError, "all .* log weights .* are -inf"),

@@ -22,7 +22,21 @@ semantics) and the result has shape ``(S,)``; this is what a *linear* objective 
 :class:`DetachSamples` detaches every sampled value in the guide, so that ``log q(sg z)`` has a
 gradient only through the guide's parameters and ``log p(x, sg z)`` only through the model's
 (``ChiSquaredVIS``, ``LogVariance``, the DReG correction). It detaches the *value* only: a
-``Delta(v, log_density=ld)`` site keeps the gradient of ``ld``.
+``Delta(v, log_density=ld)`` site keeps the gradient of ``ld``. Point masses are not detached: a
+non-auxiliary guide site whose distribution is a ``Delta`` with a constant ``log_density``
+(``AutoDelta``, the ``AutoDelta`` part
+of an ``AutoGuideList``, ``dist.Delta(pyro.param(...))``) is a point *estimate*, so its value keeps
+its gradient and follows the model's ``log p`` like a model parameter (MAP). Auxiliary ``Delta``
+sites (``DiffusionGuide``'s trajectory end) are detached as before; the ``Delta`` sites an
+``AutoContinuous`` guide emits are functions of its (detached) auxiliary latent and carry no
+gradient either way.
+
+A model with no latent sample site (observed sites and parameters only) is accepted: ``log q = 0``,
+every particle has the same ``log w = log p(x | theta)``, and every objective is
+``-log p(x | theta)`` (maximum likelihood, as with Pyro's ``Trace_ELBO`` and an empty guide).
+
+:func:`first_particle_matches` checks a vectorised pass against the model evaluated for one draw
+(see :mod:`vidiv.pyro._host`).
 
 Example
 -------
@@ -38,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions.util import scale_and_mask
@@ -49,6 +64,9 @@ from ..estimators import check_log_weights
 
 __all__ = [
     "DetachSamples",
+    "NotVectorisedError",
+    "first_particle_matches",
+    "is_point_mass",
     "Particles",
     "trace_particles",
     "guess_max_plate_nesting",
@@ -57,12 +75,34 @@ __all__ = [
 PARTICLE_PLATE = "_vidiv_particles"
 
 
+class NotVectorisedError(ModelStructureError):
+    """A site's log prob does not have the shape the particle plate implies (internal: the
+    objective then falls back to a loop over particles)."""
+
+
+def is_point_mass(site) -> bool:
+    """``True`` for a non-auxiliary sample site whose distribution is a ``Delta`` (possibly
+    wrapped in ``Independent`` / ``ExpandedDistribution`` / ``MaskedDistribution``) with a
+    constant ``log_density``. A ``Delta(v, log_density=ld)`` whose ``ld`` carries a gradient
+    reports a density (a path log density, say), not a point estimate, and is detached."""
+    if site["infer"].get("is_auxiliary"):
+        return False
+    fn = site["fn"]
+    while not isinstance(fn, dist.Delta) and hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    if not isinstance(fn, dist.Delta):
+        return False
+    ld = fn.log_density
+    return not (isinstance(ld, torch.Tensor) and ld.requires_grad)
+
+
 class DetachSamples(Messenger):
-    """Detach the value of every latent sample site (enter it *outside* ``poutine.trace``, so the
-    trace and every later site see the detached value)."""
+    """Detach the value of every latent sample site except point masses (:func:`is_point_mass`);
+    enter it *outside* ``poutine.trace``, so the trace and every later site see the detached
+    value."""
 
     def _postprocess_message(self, msg) -> None:
-        if msg["type"] == "sample" and not msg["is_observed"]:
+        if msg["type"] == "sample" and not msg["is_observed"] and not is_point_mass(msg):
             value = msg["value"]
             if isinstance(value, torch.Tensor) and value.requires_grad:
                 msg["value"] = value.detach()
@@ -127,12 +167,6 @@ def _validate(model_sites, guide_sites, objective: str) -> None:
                 "site by hand (e.g. a MixtureSameFamily likelihood) and drop the infer flag."
             )
     latents = [s["name"] for s in model_sites if not s["is_observed"]]
-    if not latents:
-        raise ModelStructureError(
-            f"the model has no latent sample sites, so {objective} has nothing to infer. Every "
-            "pyro.sample in the model is observed; fit its parameters by maximum likelihood "
-            "(e.g. pyro.infer.Trace_ELBO with an empty guide) or add a latent variable."
-        )
     guided = {s["name"] for s in guide_sites}
     missing = [n for n in latents if n not in guided]
     if missing:
@@ -176,10 +210,10 @@ def _reduce(lp, keep: tuple[int, ...], shape: tuple[int, ...], name: str, limit:
     if not isinstance(lp, torch.Tensor):
         lp = torch.as_tensor(lp)
     if limit is not None and lp.dim() > limit:
-        raise ModelStructureError(
-            f"site {name!r} has log_prob shape {tuple(lp.shape)}: more batch dims than the "
-            f"{limit - 1} plate dim(s) expected. Declare every batch dim with pyro.plate, move "
-            "event dims to the event shape with .to_event(), or pass max_plate_nesting."
+        raise NotVectorisedError(
+            f"site {name!r} has log_prob shape {tuple(lp.shape)}: more batch dims than its "
+            "plates declare. Declare every batch dim with pyro.plate, move event dims to the "
+            "event shape with .to_event(), or pass max_plate_nesting."
         )
     need = -keep[0] if keep else 0
     if lp.dim() < need:
@@ -312,6 +346,8 @@ def trace_particles(
     else:
         log_p, log_q = torch.stack(lps), torch.stack(lqs)
         log_q_score = None if scores[0] is None else torch.stack(scores)
+    if not isinstance(log_p, torch.Tensor):  # a model without sample sites
+        log_p = torch.zeros(shape if vectorize else (S,) + sizes)
     if not isinstance(log_q, torch.Tensor):  # a guide without sample sites
         log_q = torch.zeros_like(log_p)
     if check_finite:
@@ -328,3 +364,43 @@ def trace_particles(
         guide_trace=poutine.util.prune_subsample_sites(raws[0]),
         raw_guide_traces=raws,
     )
+
+
+def first_particle_matches(model, args, kwargs, p: Particles, proto_model, mpn: int) -> bool:
+    """Whether the first particle of a *vectorised* pass has the model's ``log p`` for one draw.
+
+    The model is run unvectorised, conditioned on the first particle's latent values (and on the
+    pass's minibatch indices), and its scaled, masked ``log p`` total is compared with
+    ``p.log_p[0]`` (relative tolerance 1e-4). A model that indexes or contracts a latent along
+    the particle dim (``w[0]``, ``X @ w``) gives a different number, or fails to run: ``False``.
+    ``proto_model`` is a model trace for one draw (the shapes to reshape each value to).
+    """
+    S = int(p.log_p.shape[0])
+    data = {}
+    for s in _sites(p.model_trace):
+        if s["is_observed"]:
+            continue
+        v = s["value"]
+        axis = v.dim() - s["fn"].event_dim - (mpn + 1)
+        if axis >= 0 and v.shape[axis] == S:
+            v = v.select(axis, 0)
+        proto = proto_model.nodes.get(s["name"])
+        if proto is None or v.numel() != proto["value"].numel():
+            return False
+        data[s["name"]] = v.reshape(proto["value"].shape)
+    try:
+        with poutine.block(), torch.no_grad():
+            conditioned = poutine.condition(model, data=data)
+            replayed = poutine.replay(conditioned, trace=_subsample_only(p.model_trace))
+            mt = poutine.trace(replayed).get_trace(*args, **kwargs)
+            total = 0.0
+            for s in _sites(mt):
+                lp = s["fn"].log_prob(s["value"], *s["args"], **s["kwargs"])
+                total = total + scale_and_mask(lp, s["scale"], s["mask"]).sum()
+    except Exception:  # noqa: BLE001 -- the draw does not fit the model for one draw
+        return False
+    ours = (p.log_p[0].detach().sum() * p.scale).double()
+    total = torch.as_tensor(total, dtype=torch.float64)
+    if not (bool(torch.isfinite(ours)) and bool(torch.isfinite(total))):
+        return bool(ours == total)
+    return bool(abs(ours - total) <= 1e-4 * (1.0 + abs(total)))

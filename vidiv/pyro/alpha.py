@@ -76,6 +76,7 @@ class AlphaDivergence(ParticleELBO):
         gradient: str = "reparam",
         max_plate_nesting: float = math.inf,
         vectorize_particles: bool = True,
+        **host,
     ) -> None:
         self.alpha = check_alpha(alpha)
         if gradient not in _GRADIENTS:
@@ -84,7 +85,7 @@ class AlphaDivergence(ParticleELBO):
                 "standard VR gradient, 'dreg' the doubly-reparameterised one."
             )
         self.gradient = gradient
-        super().__init__(num_particles, max_plate_nesting, vectorize_particles)
+        super().__init__(num_particles, max_plate_nesting, vectorize_particles, **host)
 
     _name = "AlphaDivergence"
 

@@ -9,8 +9,30 @@ implementation's filter, sde_sampler's ``max_rnd`` mask, default 1e8). Without d
 it is the plain VarGrad loss, whose gradient is exactly twice the score-function KL gradient with
 a leave-one-out baseline, so it needs no reparameterisation: guides with Bernoulli or Categorical
 sites train without enumeration. At the exact posterior the log ratio is constant and the loss is
-zero. Model parameters (if any) get :math:`\nabla_\theta\,\mathrm{Var}[\log q - \log p_\theta]`,
-which also vanishes only when ``q`` matches the posterior.
+zero.
+
+Model parameters and point masses
+---------------------------------
+The variance cannot train model parameters: :math:`\nabla_\theta\mathrm{Var}_q[\log q -
+\log p_\theta]` vanishes whenever ``q`` fits the posterior of the current :math:`\theta`, so every
+:math:`\theta` would be a fixed point. The loss is therefore
+
+.. math:: L = \widehat{\mathrm{Var}}_{s\in K}\big[\log q_\phi(z_s) - \mathrm{sg}(\log p_\theta(x,
+          z_s))\big] - \big(m - \mathrm{sg}(m)\big),\qquad
+          m = \log\frac{1}{|K|}\sum_{s\in K}\frac{p_\theta(x, z_s)}{\mathrm{sg}(q(z_s))},
+
+whose value is the variance and whose gradient is, for the guide's parameters :math:`\phi`, the
+VarGrad gradient above (``log p`` is stopped in the variance), and for the model's parameters
+:math:`\theta` (``pyro.param`` / ``pyro.module`` sites of the model) the importance-sampled
+log-likelihood gradient :math:`\sum_{s\in K}\mathrm{softmax}(\log w)_s\nabla_\theta\log
+p_\theta(x, z_s)`, as in :class:`~vidiv.pyro.ChiSquaredVIS` (a consistent estimate of
+:math:`\nabla_\theta\log p_\theta(x)`: maximum likelihood / empirical Bayes). Here ``m`` is taken
+over the particles' totals (the same totals as the variance), not per datum. Point-mass guide
+sites (``AutoDelta``, ``dist.Delta(pyro.param(...))``; not auxiliary) are point estimates: their
+values are not detached, so they follow the same gradient as a model parameter (MAP). A parameter
+used by *both* the model and the guide (unusual) gets the sum of the two gradients. A model with
+no latent site has variance 0; the loss is then :math:`-\log p(x\mid\theta)` (maximum likelihood,
+as with ``Trace_ELBO`` and an empty guide).
 
 Dropped particles (e.g. a guide sample outside the model's support, where ``log p = -inf``, or a
 diverged diffusion trajectory) add nothing to the value and exactly nothing to the gradient; their
@@ -46,7 +68,8 @@ import torch
 
 from .._backend import as_float
 from ..errors import NonFiniteError
-from ..paths.filter import MAX_RND, check_max_rnd, path_log_variance
+from ..estimators import vis_model_surrogate
+from ..paths.filter import MAX_RND, check_max_rnd, kept_mask, path_log_variance
 from ._elbo import ParticleELBO
 from ._traces import _check_finite, _sites
 
@@ -75,8 +98,11 @@ class LogVariance(ParticleELBO):
         max_plate_nesting: float = math.inf,
         vectorize_particles: bool = True,
         max_rnd: float = MAX_RND,
+        **host,
     ) -> None:
-        super().__init__(num_particles, max_plate_nesting, vectorize_particles, min_particles=2)
+        super().__init__(
+            num_particles, max_plate_nesting, vectorize_particles, min_particles=2, **host
+        )
         self.max_rnd = check_max_rnd(max_rnd)
         self.last_num_dropped: int | None = None
         self.last_num_kept: int | None = None
@@ -87,12 +113,16 @@ class LogVariance(ParticleELBO):
             return as_float(self.differentiable_loss(model, guide, *args, **kwargs))
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
-        """Unbiased variance over the kept particles of ``log q(sg z) - log p(x, sg z)``."""
+        """Value: the unbiased variance over the kept particles of ``log q(sg z) - log p(x,
+        sg z)``; gradient: VarGrad for the guide, the IS log-likelihood for model parameters and
+        point masses (see the module docstring). Without latent sites: ``-log p(x | theta)``."""
         p = self.particles(
             model, guide, args, kwargs, detach=True, per_datum=False, check_finite=False
         )
         try:
-            out = path_log_variance(p.log_p, p.log_q, self.max_rnd, name="LogVariance particles")
+            out = path_log_variance(
+                p.log_p.detach(), p.log_q, self.max_rnd, name="LogVariance particles"
+            )
         except NonFiniteError:  # the diagnosis every objective gives (NaN data, all -inf) first
             _check_finite((p.log_p - p.log_q).detach(), _sites(p.model_trace), self._name)
             raise
@@ -106,4 +136,9 @@ class LogVariance(ParticleELBO):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        return out.loss
+        kept = kept_mask(p.log_p, p.log_q, self.max_rnd)
+        log_p = torch.where(kept, p.log_p, torch.full_like(p.log_p, -math.inf))
+        m = vis_model_surrogate(log_p, torch.where(kept, p.log_q, torch.zeros_like(p.log_q)))
+        if not any(not s["is_observed"] for s in _sites(p.model_trace)):
+            return -m  # no latent site: the variance is 0 and the loss is -log p(x | theta)
+        return out.loss - (m - m.detach())

@@ -53,8 +53,11 @@ class ChiSquaredVIS(ParticleELBO):
         num_particles: int = 64,
         max_plate_nesting: float = math.inf,
         vectorize_particles: bool = True,
+        **host,
     ) -> None:
-        super().__init__(num_particles, max_plate_nesting, vectorize_particles, min_particles=2)
+        super().__init__(
+            num_particles, max_plate_nesting, vectorize_particles, min_particles=2, **host
+        )
         self.last_cubo: float | None = None  #: CUBO = 0.5 log V-hat of the last step's samples
 
     def loss(self, model, guide, *args, **kwargs) -> float:
