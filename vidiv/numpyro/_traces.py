@@ -30,11 +30,13 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 from jax import random
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.primitives import Messenger
 
 from ..errors import ModelStructureError, NonFiniteError
+from ._host import host_checks, map_particles, warn_mutable_state
 
 __all__ = ["detach_samples", "particle_terms", "ParticleTerms", "reduce_mutable_state"]
 
@@ -50,6 +52,17 @@ class detach_samples(Messenger):
     only sites whose distribution has no reparameterised sampler (what NumPyro's importance traces
     do).
 
+    Point masses are not detached (:func:`is_point_mass`): a ``Delta`` guide site (``AutoDelta``,
+    the ``AutoDelta`` part of an ``AutoGuideList``, a hand-written ``dist.Delta(param)``,
+    ``AutoLaplaceApproximation``'s latent) is a point *estimate*; its value keeps its gradient, so
+    the model's log density carries it and it follows the same gradient as a model parameter (MAP
+    / the IS log-likelihood). An auxiliary ``Delta`` that carries a density (``DiffusionGuide``'s
+    trajectory end, ``log_density`` computed from the parameters) is detached like any sample.
+
+    The sampler's intermediates (e.g. the base draw of a flow) are kept, detached, under the key
+    ``"vidiv_intermediates"`` and removed from ``"intermediates"`` (they would let the gradient
+    through); :func:`_site_log_prob` uses them to evaluate a flow that has no inverse.
+
     >>> with detach_samples():                                    # doctest: +SKIP
     ...     guide_trace = trace(guide).get_trace(*args)
     """
@@ -63,9 +76,37 @@ class detach_samples(Messenger):
             return
         if self.only_nonreparam and msg["fn"].has_rsample:
             return
+        if is_point_mass(msg):
+            return
         msg["value"] = jax.lax.stop_gradient(msg["value"])
         # cached intermediates (e.g. of a TransformedDistribution) would let the gradient through
+        if msg["intermediates"]:
+            msg["vidiv_intermediates"] = jax.lax.stop_gradient(msg["intermediates"])
         msg["intermediates"] = []
+
+
+def _delta(fn) -> dist.Delta | None:
+    while hasattr(fn, "base_dist") and not isinstance(fn, dist.Delta):
+        fn = fn.base_dist
+    return fn if isinstance(fn, dist.Delta) else None
+
+
+def is_point_mass(site: dict) -> bool:
+    """``True`` for a latent site whose distribution is a ``Delta`` (possibly wrapped in
+    ``Independent`` / ``Expanded`` / ``Masked``) that is a point estimate: a non-auxiliary one, or
+    an auxiliary one without a density (``log_density`` left at its constant default 0, as in
+    ``AutoLaplaceApproximation``'s ``_auto_latent``). An auxiliary ``Delta`` whose
+    ``log_density`` is an array computed in the guide (``DiffusionGuide``) carries a density and is
+    not a point mass. A non-auxiliary ``Delta`` whose value is a function of other (detached)
+    samples only (``AutoContinuous``'s per-site ``Delta`` sites) has no parameter gradient, so
+    keeping it is harmless."""
+    delta = _delta(site["fn"])
+    if delta is None:
+        return False
+    if not site["infer"].get("is_auxiliary"):
+        return True
+    ld = delta.log_density
+    return isinstance(ld, (int, float, np.ndarray, np.generic)) and not np.any(ld)
 
 
 class ParticleTerms(NamedTuple):
@@ -79,11 +120,88 @@ class ParticleTerms(NamedTuple):
     log_q_stopped: jax.Array | None = None  # DReG: log q_{sg(phi)}(z(phi))
     log_p_model: jax.Array | None = None  # DReG: log p_theta(x, sg z) (None: no model params)
     score_sites: tuple = ()  # names of the non-reparameterised guide sites
+    has_latents: bool = True  # False: no latent sample site; every objective is log p(x | theta)
 
 
-def _site_log_prob(site: dict) -> jax.Array:
+def _no_inverse(site: dict, objective: str, why: str) -> ModelStructureError:
+    return ModelStructureError(
+        f"{objective}: site '{site['name']}' needs log q at a detached sample, which its "
+        f"distribution ({type(site['fn']).__name__}) can only give through the inverse of its "
+        f"transform, and that transform has none ({why}). Use a guide with an invertible flow "
+        "(AutoIAFNormal, AutoNormal, AutoMultivariateNormal) with this objective, or use "
+        "AlphaDivergence(gradient='reparam') (reparameterised gradients need no inverse)."
+    )
+
+
+def _implicit_inverse(transform, x0: jax.Array, y: jax.Array) -> jax.Array | None:
+    r"""``x = T^{-1}(y)`` for a transform without an inverse, from the sampler's own
+    (detached) pre-image ``x0`` (``T(x0) = y`` at the draw): the value is ``x0`` and the
+    derivative is the implicit one, :math:`\mathrm dx = J^{-1}(\mathrm dy -
+    \partial_\phi T(x_0)\,\mathrm d\phi)` with :math:`J = \partial T/\partial x` at ``x0``
+    (implicit function theorem), carried by ``d - sg(d)``, :math:`d = -J^{-1}(T(x_0) - y)`.
+    ``None`` when the transform acts on more than vectors (event dim > 1)."""
+    sg = jax.lax.stop_gradient
+    x0 = sg(x0)
+    e = transform.domain.event_dim
+    r = transform(x0) - y
+    if e == 0:  # elementwise: J is diagonal
+        diag = jax.jvp(transform, (x0,), (jnp.ones_like(x0),))[1]
+        d = -r / sg(diag)
+    elif e == 1:
+        flat = jnp.reshape(x0, (-1, x0.shape[-1]))
+        jac = sg(jax.vmap(jax.jacfwd(transform))(flat))
+        d = -jnp.linalg.solve(jac, jnp.reshape(r, flat.shape)[..., None])[..., 0]
+        d = jnp.reshape(d, x0.shape)
+    else:
+        return None
+    return x0 + (d - sg(d))
+
+
+def _flow_log_prob(site: dict, fn, value, hints, objective: str) -> jax.Array:
+    """``fn.log_prob(value)`` for a ``TransformedDistribution`` at a detached ``value``: NumPyro's
+    own loop, with each transform that has no inverse inverted by :func:`_implicit_inverse` at the
+    sampler's intermediate pre-image (``hints``), so ``log q_phi(z)`` at the fixed ``z`` keeps its
+    exact gradient in the guide parameters."""
+    from numpyro.distributions.util import sum_rightmost
+
+    if len(hints) != len(fn.transforms):
+        raise _no_inverse(site, objective, "the sampler's intermediates do not match its flow")
+    event_dim = len(fn.event_shape)
+    log_prob = 0.0
+    y = value
+    for i, transform in enumerate(reversed(fn.transforms)):
+        try:
+            x = transform.inv(y)
+        except NotImplementedError as e:
+            x = _implicit_inverse(transform, hints[-i - 1][0], y)
+            if x is None:
+                raise _no_inverse(site, objective, str(e)) from e
+        t_log_det = transform.log_abs_det_jacobian(x, y, None)
+        batch_ndim = event_dim - transform.codomain.event_dim
+        log_prob = log_prob - sum_rightmost(t_log_det, batch_ndim)
+        event_dim = transform.domain.event_dim + batch_ndim
+        y = x
+    return log_prob + sum_rightmost(
+        fn.base_dist.log_prob(y), event_dim - len(fn.base_dist.event_shape)
+    )
+
+
+def _site_log_prob(site: dict, objective: str = "objective", hints=None) -> jax.Array:
+    """Scaled log prob of a sample site. ``hints``: the sampler's detached intermediates for a
+    site whose value is detached (default: the site's own ``"vidiv_intermediates"``), used only
+    when the distribution needs an inverse its transform does not have."""
     fn, value = site["fn"], site["value"]
-    lp = fn.log_prob(value, site["intermediates"]) if site["intermediates"] else fn.log_prob(value)
+    try:
+        lp = fn.log_prob(value, site["intermediates"]) if site["intermediates"] else fn.log_prob(
+            value
+        )
+    except NotImplementedError as e:
+        if "inverse" not in str(e):
+            raise
+        hints = site.get("vidiv_intermediates") if hints is None else hints
+        if not hints or not isinstance(fn, dist.TransformedDistribution):
+            raise _no_inverse(site, objective, str(e)) from e
+        lp = _flow_log_prob(site, fn, value, hints, objective)
     scale = site["scale"]
     if scale is not None:
         lp = scale * lp
@@ -95,6 +213,7 @@ def _is_concrete(x: Any) -> bool:
 
 
 def _validate(model_trace: dict, guide_trace: dict, objective: str) -> None:
+    host_checks(model_trace, guide_trace, objective)
     for role, tr in (("model", model_trace), ("guide", guide_trace)):
         for name, site in tr.items():
             if site["type"] == "sample" and site["infer"].get("enumerate"):
@@ -106,12 +225,6 @@ def _validate(model_trace: dict, guide_trace: dict, objective: str) -> None:
                     "numpyro.infer.TraceEnum_ELBO."
                 )
     latents = [n for n, s in model_trace.items() if s["type"] == "sample" and not s["is_observed"]]
-    if not latents:
-        raise ModelStructureError(
-            f"{objective}: the model has no latent sample sites (every sample site is "
-            "observed), so there is nothing to infer. Fit the parameters by maximum "
-            "likelihood instead, or add a latent `numpyro.sample` site."
-        )
     for name in latents:
         if name not in guide_trace:
             raise ModelStructureError(
@@ -150,7 +263,7 @@ def _common_plates(model_trace: dict, guide_trace: dict, objective: str):
         if site["type"] == "sample"
     ]
     common = set.intersection(*site_frames) if site_frames else set()
-    for frame in set.union(*site_frames) - common:
+    for frame in set().union(*site_frames) - common:
         size = _plate_sizes(model_trace, guide_trace, frame.name)
         if size > frame.size:
             raise ModelStructureError(
@@ -170,11 +283,13 @@ def _sum_to_indep(log_prob: jax.Array, indep_dims: set) -> jax.Array:
     return jnp.sum(log_prob, axis=axes)
 
 
-def _total(tr: dict, indep_dims: set, select: Callable[[dict], bool] = lambda s: True):
+def _total(tr: dict, indep_dims: set, select: Callable[[dict], bool] = lambda s: True,
+           objective: str = "objective", hints: dict | None = None):
     total = jnp.zeros(())
-    for site in tr.values():
+    for name, site in tr.items():
         if site["type"] == "sample" and select(site):
-            total = total + _sum_to_indep(_site_log_prob(site), indep_dims)
+            lp = _site_log_prob(site, objective, (hints or {}).get(name))
+            total = total + _sum_to_indep(lp, indep_dims)
     return total
 
 
@@ -233,25 +348,31 @@ def particle_terms(
         def nonreparam(s: dict) -> bool:
             return not s["is_observed"] and not s["fn"].has_rsample
 
-        out = {
-            "log_p": _total(model_trace, indep_dims) / scale,
-            "log_q": _total(guide_trace, indep_dims) / scale,
-        }
+        info["has_latents"] = any(
+            s["type"] == "sample" and not s["is_observed"] for s in model_trace.values()
+        )
+        log_p = _total(model_trace, indep_dims, objective=objective) / scale
+        log_q = _total(guide_trace, indep_dims, objective=objective) / scale
+        # a trace without sample sites in the common plates (an empty guide) gives a scalar
+        shape = jnp.broadcast_shapes(jnp.shape(log_p), jnp.shape(log_q))
+        out = {"log_p": jnp.broadcast_to(log_p, shape), "log_q": jnp.broadcast_to(log_q, shape)}
         sites = [s for s in guide_trace.values() if s["type"] == "sample"]
         info["score_sites"] = tuple(s["name"] for s in sites if nonreparam(s))
         if info["score_sites"] and not detach:
-            out["log_q_score"] = _total(guide_trace, indep_dims, nonreparam) / scale
+            log_q_score = _total(guide_trace, indep_dims, nonreparam, objective) / scale
+            out["log_q_score"] = jnp.broadcast_to(log_q_score, shape)
         if dreg:
             out.update(
                 _dreg_terms(seeded_guide, seeded_model, guide_trace, params, args, kwargs,
-                            indep_dims, scale, info)
+                            indep_dims, scale, info, objective, shape)
             )
         mutable = {**_mutable(guide_trace), **_mutable(model_trace)}
+        warn_mutable_state(set(mutable), num_particles, objective)
         out["mutable"] = mutable or None
         return out
 
     vmap_fn = vectorize if vectorize is not None else (lambda f, keys: jax.vmap(f)(keys))
-    out = vmap_fn(single, random.split(rng_key, num_particles))
+    out = map_particles(vmap_fn, single, random.split(rng_key, num_particles), objective)
     return ParticleTerms(
         log_p=out["log_p"],
         log_q=out["log_q"],
@@ -261,16 +382,24 @@ def particle_terms(
         log_q_stopped=out.get("log_q_stopped"),
         log_p_model=out.get("log_p_model"),
         score_sites=info["score_sites"],
+        has_latents=info["has_latents"],
     )
 
 
 def _dreg_terms(seeded_guide, seeded_model, guide_trace, params, args, kwargs, indep_dims, scale,
-                info) -> dict:
+                info, objective, shape) -> dict:
     stopped = jax.lax.stop_gradient(params)
     replayed = trace(substitute(replay(seeded_guide, guide_trace), data=stopped)).get_trace(
         *args, **kwargs
     )
-    out = {"log_q_stopped": _total(replayed, indep_dims) / scale}
+    # a flow without an inverse is evaluated at the draw's own (detached) pre-images
+    hints = {
+        name: jax.lax.stop_gradient(site["intermediates"])
+        for name, site in guide_trace.items()
+        if site["type"] == "sample" and site["intermediates"]
+    }
+    log_q_stopped = _total(replayed, indep_dims, objective=objective, hints=hints) / scale
+    out = {"log_q_stopped": jnp.broadcast_to(log_q_stopped, shape)}
     detached = {
         name: {**site, "value": jax.lax.stop_gradient(site["value"])}
         if site["type"] == "sample"
@@ -282,7 +411,7 @@ def _dreg_terms(seeded_guide, seeded_model, guide_trace, params, args, kwargs, i
     )
     info["model_has_params"] = any(s["type"] == "param" for s in model_sg.values())
     if info["model_has_params"]:
-        out["log_p_model"] = _total(model_sg, indep_dims) / scale
+        out["log_p_model"] = jnp.broadcast_to(_total(model_sg, indep_dims) / scale, shape)
     return out
 
 

@@ -25,6 +25,12 @@ Gradients
   evaluated with stop-gradient guide parameters at the reparameterised samples. Model
   parameters keep the standard gradient. Needs every guide site to be reparameterised.
 
+Point-mass guide sites (``AutoDelta``) get the pathwise gradient of the bound (MAP). A model with
+no latent site gives :math:`-\log p(x\mid\theta)` (maximum likelihood), as NumPyro's ELBOs do.
+With ``numpyro.infer.SVI`` use ``svi.run(..., stable_update=True)``: a step whose loss is not
+finite is then skipped instead of writing NaN into the parameters (NumPyro's loop does not stop
+or report it; ``vidiv.numpyro.fit`` does).
+
 Example
 -------
 >>> from numpyro.infer import SVI
@@ -45,6 +51,7 @@ from numpyro.infer.elbo import ELBO
 
 from ..errors import InvalidArgumentError, ModelStructureError, check_alpha, check_num_particles
 from ..estimators import check_log_weights, renyi_bound, renyi_dreg_surrogate, score_surrogate
+from ._host import check_host_keywords
 from ._traces import particle_terms, reduce_mutable_state
 
 __all__ = ["AlphaDivergence"]
@@ -59,7 +66,12 @@ class AlphaDivergence(ELBO):
     :param num_particles: K, the number of guide samples per bound (>= 1).
     :param gradient: ``"reparam"`` (standard, with score terms for discrete guide sites) or
         ``"dreg"`` (doubly reparameterised; fully reparameterised guides only).
-    :param vectorize_particles: as in NumPyro's ELBOs (``True``: ``vmap`` over particle keys).
+    :param vectorize_particles: as in NumPyro's ELBOs: ``True`` (``vmap`` over particle keys),
+        ``False`` (``jax.lax.map``), a callable ``fn(single_particle_fn, keys)`` or ``jax.pmap``
+        (particles split over the local devices).
+    :param sum_sites: NumPyro's keyword; only ``True`` (the default) is supported (the objective
+        is not a sum over sites).
+    :param multi_sample_guide: NumPyro's keyword; only ``False`` (the default) is supported.
     """
 
     can_infer_discrete = True  # discrete guide sites are sampled and get score-function terms
@@ -70,7 +82,11 @@ class AlphaDivergence(ELBO):
         num_particles: int = 8,
         gradient: str = "reparam",
         vectorize_particles: bool | Callable = True,
+        sum_sites: bool = True,
+        multi_sample_guide: bool = False,
     ) -> None:
+        check_host_keywords("AlphaDivergence", sum_sites, multi_sample_guide, vectorize_particles)
+        self.sum_sites, self.multi_sample_guide = sum_sites, multi_sample_guide
         self.alpha = check_alpha(alpha)
         num_particles = check_num_particles(num_particles)
         if gradient not in _GRADIENTS:

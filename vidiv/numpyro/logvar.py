@@ -24,7 +24,24 @@ is then NaN with a zero gradient (``SVI.run(..., stable_update=True)`` skips suc
 Only the sampled *values* are detached: a guide that reports its sample as
 ``dist.Delta(x, log_density=log_q_path)`` (e.g. ``DiffusionGuide``) keeps the gradient of
 ``log_q_path``, so this loss is the path-space log-variance loss for it (a particle is then a
-trajectory). Model parameters get the gradient of the same variance through ``log p``.
+trajectory).
+
+Model parameters and point masses
+---------------------------------
+The variance cannot train model parameters: :math:`\nabla_\theta\mathrm{Var}_q[\log q-\log
+p_\theta]` vanishes whenever q fits the current :math:`\theta`, so every :math:`\theta` would be
+a fixed point. Model parameters (``numpyro.param`` in the model) therefore follow the
+importance-sampled log-likelihood gradient, as in :class:`~vidiv.numpyro.ChiSquaredVIS`:
+:math:`\sum_s\mathrm{softmax}(\log w)_s\nabla_\theta\log p_\theta(x, z_s)`, entered as the
+zero-valued term ``-(m - sg(m))`` with :math:`m=\log\hat p(x)`; the variance is computed with
+``log p`` stopped, so the guide gradient is unchanged. Point-mass guide sites (``AutoDelta``, a
+``dist.Delta(param)`` site) are point estimates: their values are not detached and follow the
+same gradient (MAP / empirical Bayes). A model with no latent site has variance 0; the loss is
+then :math:`-\log p(x\mid\theta)` (maximum likelihood), as with NumPyro's ELBOs.
+
+With ``numpyro.infer.SVI`` use ``svi.run(..., stable_update=True)``: a step whose loss is not
+finite is then skipped instead of writing NaN into the parameters (NumPyro's loop does not stop
+or report it; ``vidiv.numpyro.fit`` does).
 
 Plates: with latent sites in a plate common to every site, ``f_s`` is the particle's *total* over
 that plate (its sum over data points), and the loss is the variance of these totals; under
@@ -49,8 +66,9 @@ import jax.numpy as jnp
 from numpyro.infer.elbo import ELBO
 
 from ..errors import NonFiniteError, check_num_particles
-from ..estimators import check_log_weights
-from ..paths.filter import MAX_RND, PathLoss, check_max_rnd, path_log_variance
+from ..estimators import check_log_weights, vis_model_surrogate
+from ..paths.filter import MAX_RND, PathLoss, check_max_rnd, kept_mask, path_log_variance
+from ._host import check_host_keywords
 from ._traces import particle_terms, reduce_mutable_state
 
 __all__ = ["LogVariance"]
@@ -61,7 +79,12 @@ class LogVariance(ELBO):
     ratio is non-finite or ``>= max_rnd`` are dropped from the loss.
 
     :param num_particles: S >= 2 (the unbiased variance needs two particles).
-    :param vectorize_particles: as in NumPyro's ELBOs (``True``: ``vmap`` over particle keys).
+    :param vectorize_particles: as in NumPyro's ELBOs: ``True`` (``vmap`` over particle keys),
+        ``False`` (``jax.lax.map``), a callable ``fn(single_particle_fn, keys)`` or ``jax.pmap``
+        (particles split over the local devices).
+    :param sum_sites: NumPyro's keyword; only ``True`` (the default) is supported (the objective
+        is not a sum over sites).
+    :param multi_sample_guide: NumPyro's keyword; only ``False`` (the default) is supported.
     :param max_rnd: particles with ``log q - log p >= max_rnd`` are dropped (default 1e8, the
         reference implementation's value; ``math.inf`` drops only non-finite ones).
     """
@@ -73,7 +96,11 @@ class LogVariance(ELBO):
         num_particles: int = 16,
         vectorize_particles: bool | Callable = True,
         max_rnd: float = MAX_RND,
+        sum_sites: bool = True,
+        multi_sample_guide: bool = False,
     ) -> None:
+        check_host_keywords("LogVariance", sum_sites, multi_sample_guide, vectorize_particles)
+        self.sum_sites, self.multi_sample_guide = sum_sites, multi_sample_guide
         num_particles = check_num_particles(num_particles, minimum=2)
         self.max_rnd = check_max_rnd(max_rnd)
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
@@ -88,12 +115,23 @@ class LogVariance(ELBO):
         )  # fmt: skip
         axes = tuple(range(1, t.log_p.ndim))
         log_p, log_q = jnp.sum(t.log_p, axis=axes), jnp.sum(t.log_q, axis=axes)
+        sg = jax.lax.stop_gradient
         try:
-            out = path_log_variance(log_p, log_q, self.max_rnd, name="LogVariance particles")
+            # the variance's gradient reaches the guide only (log p is stopped) ...
+            out = path_log_variance(sg(log_p), log_q, self.max_rnd, name="LogVariance particles")
         except NonFiniteError:  # the diagnosis every objective gives (NaN, all -inf) first
             check_log_weights(log_p - log_q, "LogVariance log weights")
             raise
-        return out._replace(loss=out.loss * t.scale), t
+        # ... model parameters and point-mass (Delta) guide sites follow the IS log-likelihood
+        # over the particles the variance keeps (a dropped one is NaN / -inf)
+        kept = kept_mask(t.log_p, t.log_q, self.max_rnd) & kept_mask(log_p, log_q, self.max_rnd)[
+            (slice(None),) + (None,) * (t.log_p.ndim - 1)
+        ]
+        lp_kept = jnp.where(kept, t.log_p, -jnp.inf)
+        m = jnp.sum(vis_model_surrogate(lp_kept, jnp.where(kept, t.log_q, 0.0))) * t.scale
+        if not t.has_latents:  # no latent site: the variance is 0, the loss is -log p(x | theta)
+            return out._replace(loss=-m), t
+        return out._replace(loss=out.loss * t.scale - (m - sg(m))), t
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
         out, t = self._terms(rng_key, param_map, model, guide, args, kwargs)

@@ -19,6 +19,15 @@ reparameterised gradients (which collapses q onto a point), the score form canno
 estimator's downward bias. :meth:`ChiSquaredVIS.evaluate` reports the CUBO, the IS log-marginal
 and the ELBO from one set of fresh samples.
 
+Point-mass guide sites (``AutoDelta``, ``dist.Delta(param)``; not auxiliary) are point
+estimates: their values are not detached and, like model parameters, follow the IS
+log-likelihood gradient (MAP / empirical Bayes). A model with no latent site gives
+:math:`-\log p(x\mid\theta)` (maximum likelihood), as NumPyro's ELBOs do.
+
+With ``numpyro.infer.SVI`` use ``svi.run(..., stable_update=True)``: a step whose loss is not
+finite is then skipped instead of writing NaN into the parameters (NumPyro's loop does not stop
+or report it; ``vidiv.numpyro.fit`` does).
+
 Plates follow NumPyro's ``RenyiELBO``: per element of the plates common to all sample sites
 (amortised guides, local latents), summed, scaled by ``size/subsample_size`` under subsampling.
 
@@ -49,6 +58,7 @@ from ..estimators import (
     vis_model_surrogate,
     weights,
 )
+from ._host import check_host_keywords
 from ._traces import particle_terms, reduce_mutable_state
 
 __all__ = ["ChiSquaredVIS"]
@@ -59,12 +69,25 @@ class ChiSquaredVIS(ELBO):
 
     :param num_particles: S >= 2 importance samples per step (the reference code uses 500-5000;
         the chi-square weights ``softmax(2 log w)`` degenerate faster than the IS weights).
-    :param vectorize_particles: as in NumPyro's ELBOs (``True``: ``vmap`` over particle keys).
+    :param vectorize_particles: as in NumPyro's ELBOs: ``True`` (``vmap`` over particle keys),
+        ``False`` (``jax.lax.map``), a callable ``fn(single_particle_fn, keys)`` or ``jax.pmap``
+        (particles split over the local devices).
+    :param sum_sites: NumPyro's keyword; only ``True`` (the default) is supported (the objective
+        is not a sum over sites).
+    :param multi_sample_guide: NumPyro's keyword; only ``False`` (the default) is supported.
     """
 
     can_infer_discrete = True  # the guide gradient needs only log q at detached samples
 
-    def __init__(self, num_particles: int = 64, vectorize_particles: bool | Callable = True):
+    def __init__(
+        self,
+        num_particles: int = 64,
+        vectorize_particles: bool | Callable = True,
+        sum_sites: bool = True,
+        multi_sample_guide: bool = False,
+    ) -> None:
+        check_host_keywords("ChiSquaredVIS", sum_sites, multi_sample_guide, vectorize_particles)
+        self.sum_sites, self.multi_sample_guide = sum_sites, multi_sample_guide
         num_particles = check_num_particles(num_particles, minimum=2)
         super().__init__(num_particles=num_particles, vectorize_particles=vectorize_particles)
 
