@@ -15,8 +15,22 @@ from torch.distributions import transform_to
 from ..errors import ModelStructureError
 from ..particles.blocks import Layout
 from ..particles.supports import map_for_support
+from ._fbgvi_model import check_params_and_point_masses
 
 PLATE = "_msvgd_particles"
+
+
+def not_broadcasting(depth: int, err: Exception) -> str:
+    """The message for a model that runs alone but fails inside the particle plate."""
+    return (
+        "the model runs on one draw but fails when MirroredSVGD evaluates all particles at "
+        f"once inside its particle plate (dim {-(depth + 1)}: every latent gets a leading "
+        f"particle dimension): {type(err).__name__}: {str(err).splitlines()[0]}. Write the model "
+        "so that it broadcasts over leading batch dimensions: e.g. X @ w -> w @ X.T (or "
+        "(X * w[..., None, :]).sum(-1)), torch.mv(X, w) -> w @ X.T, w[0] -> w[..., 0], and "
+        "declare batch dimensions with pyro.plate. (vidiv.pyro.FBGVI evaluates one draw at a "
+        "time and accepts such models.)"
+    )
 
 
 class SiteInfo:
@@ -55,6 +69,7 @@ def _trace(model: Callable, args, kwargs):
 def inspect_model(model: Callable, args, kwargs):
     """Trace ``model`` once: latent sites (in order), their mirror maps, the plate depth."""
     trace = _trace(model, args, kwargs)
+    check_params_and_point_masses(trace, "MirroredSVGD")
     sites, infos, depth = [], {}, 0
     for name, site in _sample_sites(trace):
         fn = site["fn"]

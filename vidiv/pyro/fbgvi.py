@@ -52,6 +52,16 @@ class FBGVI:
     otherwise a Pyro init strategy used through the guide) and ``antithetic`` (draw ±ε pairs).
     The model may not have discrete latents or subsampled plates.
 
+    A step that would go non-finite (NaN/inf gradient, Hessian, loss or iterate, or a covariance
+    that is not positive definite) is not applied: it raises
+    :class:`~vidiv.errors.NonFiniteError` naming the step (``num_steps``, the number of updates
+    done), and ``mean``/``cov``/``guide`` stay at the last finite state. Refused up front
+    (:class:`~vidiv.errors.ModelStructureError`, naming the sites): model parameters
+    (``pyro.param`` in the model; FBGVI cannot learn them: fit them with ``pyro.infer.SVI`` and a
+    vidiv objective, or hide them with ``poutine.block(model, hide_types=['param'])`` to hold
+    them fixed), point-mass (``Delta``) and discrete latents, and a model without latent sites.
+    Models written for one draw (``X @ w``) work: the potential falls back to one draw at a time.
+
     Attributes after :meth:`setup` or the first step: ``mean`` (d,), ``cov`` (d, d),
     ``scale_tril``, ``num_steps``, ``eta0``, ``guide``, ``latent_shapes``. Warm start (e.g. from
     a Laplace approximation): ``fb.setup(*args); fb.set_gaussian(mean, cov)``.
@@ -211,7 +221,8 @@ class FBGVI:
         m_new, cov_new = update(m, cov, mean_gradient(grads), H, eta)
         L_new, info = torch.linalg.cholesky_ex(cov_new)
         loss = free_energy(vals, cov)
-        finite = bool(torch.isfinite(m_new).all() & torch.isfinite(L_new).all()) and info == 0
+        finite = bool(torch.isfinite(m_new).all() & torch.isfinite(L_new).all()
+                      & torch.isfinite(loss)) and info == 0
         if not finite:
             raise NonFiniteError(
                 f"FBGVI ({self.variant}) went non-finite at step {self.num_steps} (NaN/inf "

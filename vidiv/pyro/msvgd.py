@@ -21,16 +21,24 @@ Example:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 
 import numpy as np
 import pyro
 import torch
 from pyro.optim import PyroOptim
+from pyro.optim.optim import _get_state_dict, _load_state_dict
 
-from ..errors import InvalidArgumentError, NonFiniteError, check_num_particles
+from ..errors import (
+    InvalidArgumentError,
+    ModelStructureError,
+    NonFiniteError,
+    VidivError,
+    check_num_particles,
+)
 from ..particles.stein import check_options, mirrored_direction
-from ._msvgd_model import VectorizedModel, inspect_model
+from ._msvgd_model import VectorizedModel, inspect_model, not_broadcasting
 
 __all__ = ["MirroredSVGD"]
 
@@ -57,8 +65,17 @@ class MirroredSVGD:
             of that name, so give concurrent drivers different names.
 
     ``step(*args, **kwargs)`` moves the particles once and returns the mean of ``−log p(x, θ)``
-    over particles (a progress number; SVGD minimises no loss). Model parameters
-    (``pyro.param`` inside the model) are held fixed.
+    over particles (a progress number; SVGD minimises no loss). A step whose direction or
+    result is not finite is not applied: it raises :class:`~vidiv.errors.NonFiniteError` naming
+    the step, and the particles and optimiser state stay those of the last finite step.
+
+    Refused up front (:class:`~vidiv.errors.ModelStructureError`, naming the sites): model
+    parameters (``pyro.param`` in the model; the driver cannot learn them: fit them with
+    ``pyro.infer.SVI`` and a vidiv objective, or hide them with
+    ``poutine.block(model, hide_types=['param'])`` to hold them fixed), point-mass (``Delta``)
+    latents, a model without latent sites, and a model that does not broadcast over a leading
+    particle dimension (e.g. ``X @ w``; write ``w @ X.T``). Discrete latents raise
+    :class:`~vidiv.errors.UnsupportedSupportError`.
     """
 
     def __init__(
@@ -99,10 +116,15 @@ class MirroredSVGD:
         layout, infos, depth, dtype, device = inspect_model(self.model, args, kwargs)
         self.layout, self._dtype, self._device = layout, dtype, device
         self._vec = VectorizedModel(self.model, self.num_particles, depth, infos)
-        if self.init is None:
-            values = self._vec.prior_draws(args, kwargs)
-        else:
-            values = self._init_values(infos)
+        try:  # the model ran once alone (inspect_model): a failure now is a broadcasting one
+            values = self._vec.prior_draws(args, kwargs) if self.init is None else None
+            if values is None:
+                values = self._init_values(infos)
+            self._vec.log_p(values, args, kwargs, grad=False)
+        except (RuntimeError, IndexError, ValueError) as err:
+            if isinstance(err, VidivError):
+                raise
+            raise ModelStructureError(not_broadcasting(depth, err)) from err
         eta = layout.to_dual(values).detach()
         self._eta_init = eta
         store = pyro.get_param_store()
@@ -155,16 +177,37 @@ class MirroredSVGD:
         values = self._values()
         log_p, grads = self._vec.log_p(values, args, kwargs)
         phi = self._direction(values, grads)
-        if not bool(torch.isfinite(phi).all()):
+        if not bool(torch.isfinite(phi).all() & torch.isfinite(log_p).all()):
             raise NonFiniteError(
                 f"MirroredSVGD step {self.num_steps}: the Stein direction is not finite "
                 "(log p or its gradient overflowed). Lower the learning rate or check the "
                 "model's log density at the current particles (get_samples())."
             )
         eta = self._eta()
+        before = eta.detach().clone()
+        optimizer = self.optim.optim_objs.get(eta)
+        saved = None if optimizer is None else copy.deepcopy(_get_state_dict(optimizer))
         eta.grad = -phi.to(eta.dtype)
         self.optim([eta])
         eta.grad = None
+        moved = self.layout.to_values(eta.detach())
+        bad = [n for n, v in moved.items() if not bool(torch.isfinite(v).all())]
+        if not bool(torch.isfinite(eta).all()) or bad:
+            with torch.no_grad():
+                eta.copy_(before)
+            if saved is not None:
+                _load_state_dict(self.optim.optim_objs[eta], saved)
+            else:
+                self.optim.optim_objs.pop(eta, None)
+                self.optim.grad_clip.pop(eta, None)
+            raise NonFiniteError(
+                f"MirroredSVGD step {self.num_steps}: the update made the particles of "
+                f"{bad or 'the dual variables'} non-finite (a positive site overflows exp(eta) "
+                "after a large step); the step was undone and the particles and optimiser "
+                "state of the last finite step are kept (get_samples()). Use a smaller or "
+                "decaying step size (e.g. pyro.optim.Adam({'lr': 0.01}) or ClippedAdam with "
+                "'lrd'), or kernel_space='dual'."
+            )
         self.num_steps += 1
         loss = float(-log_p.mean())
         self.losses.append(loss)
