@@ -145,8 +145,8 @@ def warn_loop_fallback(objective: str, num_particles: int, err: BaseException | 
         f"{objective}: the model/guide do not broadcast over a batch of {num_particles} "
         f"particles ({why}), though they run for one draw; falling back to a Python loop over "
         "particles (slower, same result). To make it fast, write the model so that latents with "
-        "extra leading batch dims broadcast: e.g. w @ X.T instead of X @ w or torch.mv(X, w), "
-        "w[..., i] instead of w[i]. Pass "
+        "extra leading batch dims broadcast: e.g. (X * w).sum(-1) instead of X @ w or "
+        "torch.mv(X, w), w[..., i] instead of w[i]. Pass "
         "vectorize_particles=False to use the loop without this warning.",
         UserWarning,
         stacklevel=4,
