@@ -109,7 +109,6 @@ def _mean_model(x=DATA4):
         pyro.sample("x", dist.Normal(loc, 1.0), obs=x)
 
 
-@pytest.mark.slow  # not yet run to completion (see the commit message)
 @pytest.mark.parametrize("kind", list(OBJECTIVES))
 def test_autodelta_reaches_the_map(kind):
     """Issue 14 defect 2: ChiSquaredVIS and LogVariance detached the AutoDelta value, so it
@@ -119,7 +118,11 @@ def test_autodelta_reaches_the_map(kind):
     guide = AutoDelta(_mean_model)
     loss = OBJECTIVES[kind](num_particles=4)
     loss.differentiable_loss(_mean_model, guide).backward()  # raised "does not require grad"
-    _fit(_mean_model, guide, loss, 1000, 0.05, 0.995)
+    # with a point mass every particle is the same: the objective is -log p(x, loc), a quadratic
+    # that plain SGD contracts by (1 - 0.05 * 4.01) per step
+    svi = SVI(_mean_model, guide, pyro.optim.SGD({"lr": 0.05}), loss=loss)
+    for _ in range(200):
+        svi.step()
     assert abs(float(guide.median()["loc"]) - MAP4) < 1e-2
 
 
