@@ -12,12 +12,14 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer.util import initialize_model
 
 from vidiv.errors import ModelStructureError
 
-__all__ = ["check_structure", "FlatPotential"]
+__all__ = ["check_structure", "check_params_and_point_masses", "FlatPotential"]
 
 _LIMITATION = (
     "FBGVI fits a Gaussian over ALL latent sites mapped to unconstrained space and needs the "
@@ -25,9 +27,54 @@ _LIMITATION = (
 )
 
 
+def _is_point_mass(fn) -> bool:
+    while hasattr(fn, "base_dist"):  # Independent, Masked, Expanded, Transformed wrappers
+        fn = fn.base_dist
+    return isinstance(fn, dist.Delta)
+
+
+def _shown(name: str, value: Any) -> str:
+    try:  # concrete values are shown; traced ones (under eval_shape/jit) only by name
+        v = np.asarray(value)
+    except Exception:  # noqa: BLE001 - a tracer
+        return name
+    return f"{name} = {v.round(4).tolist()}" if v.size <= 4 else name
+
+
+def check_params_and_point_masses(trace: dict, driver: str) -> None:
+    """Refuse model parameters (``numpyro.param``), which the particle and Gaussian drivers
+    cannot learn, and latent point masses (``Delta``), which have no density to move.
+
+    ``trace`` is a ``handlers.trace`` of the model; ``driver`` names the caller in messages."""
+    params = {n: s["value"] for n, s in trace.items() if s["type"] == "param"}
+    if params:
+        shown = ", ".join(_shown(n, v) for n, v in params.items())
+        raise ModelStructureError(
+            f"{driver} cannot learn model parameters, and the model has numpyro.param sites "
+            f"{list(params)}: it would hold them at their initial values ({shown}). Fit them "
+            "by maximum likelihood with numpyro.infer.SVI(model, guide, optim, loss=...) and "
+            "loss=vidiv.numpyro.AlphaDivergence() or vidiv.numpyro.ChiSquaredVIS() (both learn "
+            "model and guide parameters); or give them a prior (numpyro.sample) so that they "
+            "become latents; or, to keep them fixed on purpose, pass them in as model arguments "
+            "or hide them: numpyro.handlers.block(model, hide_fn=lambda site: site['type'] == "
+            "'param')."
+        )
+    for name, site in trace.items():
+        if site["type"] == "sample" and not site["is_observed"] and _is_point_mass(site["fn"]):
+            raise ModelStructureError(
+                f"latent site {name!r} is a point mass (Delta): it has no density for {driver} "
+                "to move. If it is a function of other sites, record it with "
+                f"numpyro.deterministic({name!r}, value); if it is a free point estimate, give "
+                "it a prior distribution, or fit it with numpyro.infer.SVI and an AutoDelta "
+                "guide."
+            )
+
+
 def check_structure(model: Callable, rng_key: Any, args: tuple, kwargs: dict) -> None:
-    """Raise ModelStructureError for discrete latents, subsampled plates or no latent site."""
+    """Raise ModelStructureError for model parameters, point-mass or discrete latents,
+    subsampled plates or no latent site."""
     tr = handlers.trace(handlers.seed(model, rng_key)).get_trace(*args, **kwargs)
+    check_params_and_point_masses(tr, "FBGVI")
     latent = []
     for name, site in tr.items():
         if site["type"] == "plate":

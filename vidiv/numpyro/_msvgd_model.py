@@ -16,6 +16,7 @@ from numpyro.infer.util import log_density
 from ..errors import ModelStructureError
 from ..particles.blocks import Layout
 from ..particles.supports import map_for_support
+from ._fbgvi_model import check_params_and_point_masses
 
 
 class MSVGDState(NamedTuple):
@@ -63,6 +64,7 @@ def inspect_model(model: Callable, rng_key, args, kwargs):
 
     def trace_once(key):
         trace = _traced(model, key, args, kwargs)
+        check_params_and_point_masses(trace, "MirroredSVGD")
         for name, site in trace.items():
             if site["type"] != "sample" or site["is_observed"]:
                 continue

@@ -77,6 +77,12 @@ class FBGVI:
         exact for Gaussian targets and removes the linear part of the gradient noise otherwise;
         the Stein estimator is then used without centring (still unbiased).
 
+    Refused up front (:class:`~vidiv.errors.ModelStructureError`, naming the sites): model
+    parameters (``numpyro.param`` in the model; FBGVI cannot learn them: fit them with
+    ``numpyro.infer.SVI`` and a vidiv objective, or hide them with ``handlers.block`` to hold
+    them fixed), point-mass (``Delta``) and discrete latents, subsampled plates and a model
+    without latent sites. Models written for one draw (``X @ w``) work (vmapped).
+
     Warm start (e.g. from a Laplace approximation): ``state = fb.init(key, *args)``, then
     ``state = fb.set_gaussian(state, mean, cov)`` in the flat layout of :attr:`latent_shapes`,
     then ``fb.run(key, n, *args, init_state=state)``.
@@ -295,6 +301,8 @@ class FBGVI:
         bad = int(state.nonfinite_step)
         if bad >= 0:
             losses = losses[: bad - step0 + 1]  # the loss at `bad` is that of the kept state
+            if losses.shape[0] and not bool(jnp.isfinite(losses[-1])):
+                losses = losses[:-1]  # ... unless the loss itself was what went non-finite
             warnings.warn(
                 f"FBGVI ({self.variant}) went non-finite at step {bad} (NaN/inf iterate or a "
                 "covariance that is not positive definite); kept the last finite state and "

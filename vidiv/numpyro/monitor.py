@@ -5,8 +5,13 @@ The steps between two checks run as one ``jax.lax.scan`` over ``svi.update`` ins
 (compiled once: the last, shorter chunk reuses the same program with the surplus steps switched
 off by ``lax.cond``). Between chunks the host draws ``num_khat_samples`` values from the guide
 (one more jitted, vmapped function), computes the Pareto k-hat and updates the bar. A step whose
-loss or state is non-finite is not applied (the state stays at the last finite one); training
-then stops with a warning that names the step.
+loss, optimiser state or constrained parameters are non-finite is not applied (the state stays
+at the last finite one); training then stops with a ``RuntimeWarning`` that names the step.
+
+NumPyro's own loop does not do this: ``SVI.run(rng_key, n, ...)`` with a large step size can end
+with NaN parameters and a NaN loss trace and no message. Outside ``fit``, pass
+``SVI.run(..., stable_update=True)`` (skips steps whose loss or gradient is not finite) or use
+``svi.stable_update`` in a hand-written loop, and check ``jnp.isfinite`` on the losses.
 
 Example::
 
@@ -28,7 +33,7 @@ from numpyro.infer import SVI
 
 from ..diagnostics.monitor import FitResult, as_early_stop, check_fit_args
 from ..diagnostics.psis import psis_khat
-from ..errors import InvalidArgumentError, VidivError
+from ..errors import InvalidArgumentError, NonFiniteError, VidivError
 from .results import make_log_weights_fn
 
 __all__ = ["fit"]
@@ -58,7 +63,10 @@ def fit(
     Returns a :class:`~vidiv.diagnostics.FitResult`: ``params`` (``svi.get_params(state)``),
     ``losses`` (numpy, one per step run), ``khat`` ((step, k-hat) rows), ``state`` (the final
     ``SVIState``), ``stopped_early``, and ``info["num_compilations"]`` (1 for the training
-    chunk) and, after a non-finite step, ``info["nonfinite_step"]``.
+    chunk) and, after a non-finite step, ``info["nonfinite_step"]`` (1-based: the step that was
+    not applied; ``losses`` then has ``nonfinite_step - 1`` entries and ``params``/``state``
+    are those after step ``nonfinite_step - 1``, with a ``RuntimeWarning``). Host loops need
+    ``SVI.run(..., stable_update=True)`` for the same protection.
     ``early_stop``: as in :func:`vidiv.pyro.fit`.
     """
     if not isinstance(svi, SVI):
@@ -80,9 +88,10 @@ def fit(
             def run(c):
                 s, _ = c
                 new, loss = svi.update(s, *args, **kwargs)
-                ok = jnp.isfinite(loss) & _all_finite(new.optim_state)
+                ok = (jnp.isfinite(loss) & _all_finite(new.optim_state)
+                      & _all_finite(svi.get_params(new)))
                 new = jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, s)
-                return (new, ok), loss
+                return (new, ok), jnp.where(ok, loss, jnp.nan)
 
             def skip(c):
                 return c, jnp.full((), jnp.nan, dtype=loss_dtype)
@@ -131,11 +140,24 @@ def fit(
                 bar.update(chunk_losses.shape[0])
                 last = float(chunk_losses[-1]) if chunk_losses.size else math.nan
                 bar.set_postfix(loss=f"{last:.4g}", khat=f"{khat_now:.2f}", refresh=False)
+            if nonfinite == 1:
+                raise NonFiniteError(
+                    "vidiv.numpyro.fit: the loss or the state is non-finite at step 1, from the "
+                    "initial parameters (nothing was updated). Check the data for NaN/inf, the "
+                    "model for invalid parameter values, and the guide's initialisation (e.g. "
+                    "init_loc_fn, init_scale)."
+                )
             if nonfinite is not None:
                 warnings.warn(
-                    f"the loss or the state became non-finite at step {nonfinite}; training "
-                    "stopped and the result holds the last finite state. Lower the learning "
-                    "rate or start the guide closer to the data (e.g. init_scale=0.01).",
+                    f"vidiv.numpyro.fit: the loss or the state became non-finite at step "
+                    f"{nonfinite} of {num_steps}; training stopped, the step was not applied "
+                    f"and the result holds the last finite state (after step {nonfinite - 1}) "
+                    f"and its {nonfinite - 1} losses. Use a smaller or decaying step size "
+                    "(e.g. numpyro.optim.ClippedAdam(0.01, clip_norm=10.0) or a schedule), "
+                    "or start the guide closer to the data (e.g. init_scale=0.01). Running "
+                    "the host loop yourself? Use SVI.run(..., stable_update=True), which "
+                    "skips steps whose loss or gradient is not finite; without it the "
+                    "parameters turn NaN without a word.",
                     RuntimeWarning,
                     stacklevel=2,
                 )

@@ -69,9 +69,17 @@ class MirroredSVGD:
             target). Prefer ``"dual"`` for heavy-tailed positive scales (eight schools' ``τ``).
 
     ``update`` is pure and jit-able (``jax.jit(partial(svgd.update, ...))``); ``run`` compiles
-    one chunk of steps once and shows a progress bar between chunks. A step whose direction is
-    not finite is skipped; ``state.nonfinite_step`` records the first one and ``run`` stops
-    there with a warning, keeping the last finite particles.
+    one chunk of steps once and shows a progress bar between chunks. A step whose direction,
+    ``log p`` or moved particles are not finite is not applied; ``state.nonfinite_step``
+    records the first one and ``run`` stops there with a ``RuntimeWarning``, returning the last
+    finite particles and the losses of the applied steps.
+
+    Refused up front (:class:`~vidiv.errors.ModelStructureError`, naming the sites): model
+    parameters (``numpyro.param`` in the model; the driver cannot learn them: fit them with
+    ``numpyro.infer.SVI`` and a vidiv objective, or hide them with ``handlers.block`` to hold
+    them fixed), point-mass (``Delta``) latents and a model without latent sites. Discrete
+    latents raise :class:`~vidiv.errors.UnsupportedSupportError`. Models written for one draw
+    (``X @ w``) work: particles are vmapped.
     """
 
     def __init__(
@@ -157,12 +165,21 @@ class MirroredSVGD:
 
     def update(self, state: MSVGDState, *args, **kwargs):
         """One step; returns ``(state, stats)`` with ``stats = {"loss": mean −log p,
-        "phi_rms": rms of φ, "finite": bool}``."""
+        "phi_rms": rms of φ, "finite": bool}``.
+
+        ``finite`` is False when the direction, ``log p`` or the moved particles (e.g. a
+        positive site whose ``exp(η)`` overflows after a large step) are not finite: the step is
+        then not applied (state, step counter and optimiser state unchanged) and
+        ``state.nonfinite_step`` records it; later updates are no-ops."""
         self._need_init()
         log_p, phi = self._phi(state, args, kwargs)
-        finite = jnp.all(jnp.isfinite(phi)) & jnp.all(jnp.isfinite(log_p))
-        ok = finite & (state.nonfinite_step < 0)
         new_opt = self.optim.update(-phi, state.optim_state)
+        new_eta = self.optim.get_params(new_opt)
+        moved = jax.tree_util.tree_leaves(self.layout.to_values(new_eta))
+        finite = (jnp.all(jnp.isfinite(phi)) & jnp.all(jnp.isfinite(log_p))
+                  & jnp.all(jnp.isfinite(new_eta))
+                  & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in moved])))
+        ok = finite & (state.nonfinite_step < 0)
         # keep the old dtypes: jax's optimisers promote float32 states to float64 under x64
         opt_state = jax.tree_util.tree_map(
             lambda new, old: jnp.where(ok, new, old).astype(old.dtype), new_opt,
@@ -172,7 +189,7 @@ class MirroredSVGD:
                         state.nonfinite_step)
         stats = {"loss": -jnp.mean(log_p), "phi_rms": jnp.sqrt(jnp.mean(phi * phi)),
                  "finite": finite}
-        return _strong(MSVGDState(opt_state, state.step + 1, bad)), stats
+        return _strong(MSVGDState(opt_state, state.step + jnp.where(ok, 1, 0), bad)), stats
 
     def run(self, rng_key, num_steps: int, *args, progress_bar: bool = True,
             init_state: MSVGDState | None = None, **kwargs) -> MSVGDRunResult:
@@ -185,10 +202,10 @@ class MirroredSVGD:
         start = int(state.step)
 
         def body(st, _):
-            active = st.step < start + num_steps
+            active = (st.step < start + num_steps) & (st.nonfinite_step < 0)
             new, stats = self.update(st, *args, **kwargs)
             st = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new, st)
-            return st, jnp.where(active, stats["loss"], jnp.nan)
+            return st, jnp.where(active & stats["finite"], stats["loss"], jnp.nan)
 
         chunk = jax.jit(partial(jax.lax.scan, body, length=length))
         losses = []
@@ -204,16 +221,22 @@ class MirroredSVGD:
                 bar.update(min(length, num_steps - bar.n))
                 bar.set_postfix(loss=f"{float(chunk_losses[-1]):.4g}")
             if int(state.nonfinite_step) >= 0:
+                bad = int(state.nonfinite_step)
                 warnings.warn(
-                    f"MirroredSVGD: the Stein direction became non-finite at step "
-                    f"{int(state.nonfinite_step)}; stopped there and kept the last finite "
-                    "particles. Lower the learning rate or check the model's log density.",
+                    f"MirroredSVGD went non-finite at step {bad} (the Stein direction, log p "
+                    "or the moved particles were NaN/inf); the step was not applied, the run "
+                    f"stopped and the result holds the last finite particles (after {bad} "
+                    "steps) and their losses. Use a smaller or decaying step size (e.g. "
+                    "numpyro.optim.Adam(0.01) or a schedule such as "
+                    "optax.exponential_decay), or kernel_space='dual'; check the model's log "
+                    "density at the particles (get_samples(state)).",
                     RuntimeWarning,
+                    stacklevel=2,
                 )
                 break
         if bar is not None:
             bar.close()
-        losses = jnp.concatenate(losses)[:num_steps]
+        losses = jnp.concatenate(losses)[: int(state.step) - start]
         return MSVGDRunResult(self.get_samples(state), state, losses)
 
     # --- results -------------------------------------------------------------------------
