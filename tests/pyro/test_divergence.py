@@ -226,5 +226,6 @@ def test_fbgvi_fits_a_single_draw_model():
 
 def test_msvgd_refuses_a_single_draw_model_with_the_rewrite():
     with pytest.raises(ModelStructureError, match=r"runs on one draw but fails when MirroredSVGD "
-                       r"evaluates all particles.*X @ w -> w @ X.T.*FBGVI"):
+                       r"evaluates all particles.*X @ w or torch.mv\(X, w\) -> "
+                       r"\(X \* w.unsqueeze\(-2\)\).sum\(-1\).*FBGVI"):
         vp.MirroredSVGD(single_draw_regression, 5).step()

@@ -26,8 +26,9 @@ def not_broadcasting(depth: int, err: Exception) -> str:
         "the model runs on one draw but fails when MirroredSVGD evaluates all particles at "
         f"once inside its particle plate (dim {-(depth + 1)}: every latent gets a leading "
         f"particle dimension): {type(err).__name__}: {str(err).splitlines()[0]}. Write the model "
-        "so that it broadcasts over leading batch dimensions: e.g. X @ w -> w @ X.T (or "
-        "(X * w[..., None, :]).sum(-1)), torch.mv(X, w) -> w @ X.T, w[0] -> w[..., 0], and "
+        "so that it broadcasts over leading batch dimensions: e.g. X @ w or torch.mv(X, w) -> "
+        "(X * w.unsqueeze(-2)).sum(-1) (w @ X.T does not broadcast once a plate dim sits right of "
+        "the particle dim), w[0] -> w[..., 0], and "
         "declare batch dimensions with pyro.plate. (vidiv.pyro.FBGVI evaluates one draw at a "
         "time and accepts such models.)"
     )
