@@ -234,6 +234,24 @@ def test_undeclared_batch_dim_gets_the_host_message_and_fix():
         vp.AlphaDivergence(num_particles=4, max_plate_nesting=1).loss(model, guide)
 
 
+def test_site_shape_is_checked_before_the_subsampling_rules():
+    """Pyro's catalogue (``test_nested_plate_plate_dim_error_3``): a batch dim left of every plate
+    (``expand_by([6, 1])`` inside two plates) must get the host's "invalid log_prob shape", as
+    under ``Trace_ELBO`` (whose nesting guess checks shapes with an unbounded nesting), not
+    vidiv's advice about subsampled plates, which would send the user after the wrong fix."""
+    p = torch.tensor([0.5])
+
+    def model():
+        with pyro.plate("outer", 10, 5) as i:
+            pyro.sample("x", dist.Bernoulli(p).expand_by([len(i), 1]))
+            with pyro.plate("inner", 11, 6) as j:
+                pyro.sample("y", dist.Bernoulli(p).expand_by([len(j)]))
+
+    with pytest.raises(ModelStructureError, match=r"^ChiSquaredVIS: at site \"x\", invalid "
+                       r"log_prob shape Expected \[5\], actual \[5, 1, 5\]"):
+        vp.ChiSquaredVIS(num_particles=4).loss(model, model)
+
+
 # ------------------------------------------------------------------ 4. host conventions
 HOST_KW = dict(max_plate_nesting=2, strict_enumeration_warning=False, retain_graph=True,
                ignore_jit_warnings=True, jit_options={"check_trace": False},
@@ -311,6 +329,44 @@ def test_broadcasting_model_does_not_fall_back():
         warnings.simplefilter("error")
         loss.loss(model, AutoNormal(model))
     assert loss._looped is False
+
+
+@pytest.mark.parametrize("kind", list(OBJECTIVES))
+def test_declared_vectorised_model_is_never_run_for_one_draw(kind):
+    """``vectorize_particles=True`` with ``max_plate_nesting`` (as for the host's vectorised
+    ELBO, Pyro's ``test_vectorized_num_particles``): the model may assume the particle dim, so
+    it must not be run for one draw; Pyro's checks run on the vectorised traces instead."""
+    shapes = []
+
+    def model():
+        with pyro.plate("components", 2):
+            p = pyro.sample("p", dist.Beta(1.1, 1.1))
+            shapes.append(tuple(p.shape))
+            with pyro.plate("data", 7):
+                pyro.sample("obs", dist.Bernoulli(p), obs=torch.ones(7, 2))
+
+    def guide():
+        with pyro.plate("components", 2):
+            pyro.sample("p", dist.Beta(1.1, 1.1))
+
+    pyro.clear_param_store()
+    loss = OBJECTIVES[kind](num_particles=5, vectorize_particles=True, max_plate_nesting=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        value = loss.loss(model, guide)
+        loss.loss(model, guide)
+    assert math.isfinite(value) and shapes == [(5, 1, 2)] * len(shapes) and len(shapes) >= 2
+    shapes.clear()
+
+    # the vectorised traces still get the host's model--guide check
+    def extra_site_guide():
+        guide()
+        pyro.sample("q", dist.Normal(0.0, 1.0))
+
+    with pytest.warns(UserWarning, match=r"Found non-auxiliary vars in guide but not model"):
+        OBJECTIVES[kind](num_particles=5, vectorize_particles=True,
+                         max_plate_nesting=2).loss(model, extra_site_guide)
+    assert shapes and all(s == (5, 1, 2) for s in shapes)  # vectorised runs only
 
 
 def _observed_only():

@@ -16,7 +16,13 @@ from pyro.infer import ELBO
 
 from .._backend import as_float
 from ..errors import VidivError, check_num_particles
-from ._host import HOST_DEFAULTS, host_check_pass, model_nesting, warn_loop_fallback
+from ._host import (
+    HOST_DEFAULTS,
+    check_traces,
+    host_check_pass,
+    model_nesting,
+    warn_loop_fallback,
+)
 from ._traces import NotVectorisedError, Particles, first_particle_matches, trace_particles
 
 __all__ = ["ParticleELBO"]
@@ -40,7 +46,7 @@ class ParticleELBO(ELBO):
         self,
         num_particles: int,
         max_plate_nesting: float = math.inf,
-        vectorize_particles: bool = True,
+        vectorize_particles: bool | None = None,
         min_particles: int = 1,
         **host,
     ) -> None:
@@ -65,7 +71,9 @@ class ParticleELBO(ELBO):
             retain_graph=opts["retain_graph"],
             tail_adaptive_beta=opts["tail_adaptive_beta"],
         )
-        self.vectorize_particles = bool(vectorize_particles)
+        # None: vectorised, checked against one draw, loop fallback; True: vectorised as declared
+        vp = vectorize_particles
+        self.vectorize_particles = None if vp is None else bool(vp)
         self._checked_pair = None  # (model, guide) the host checks last ran for
         self._proto = None  # model trace of one draw (from the check pass)
         self._looped = False  # fell back to a loop over particles
@@ -87,9 +95,7 @@ class ParticleELBO(ELBO):
         random stream, so the particles are those the host's ELBO would draw."""
         devices = [torch.cuda.current_device()] if torch.cuda.is_initialized() else []
         with torch.random.fork_rng(devices=devices, enabled=fork):
-            mt, gt = host_check_pass(
-                model, guide, args, kwargs, self.max_plate_nesting, self._name
-            )
+            mt, gt = host_check_pass(model, guide, args, kwargs, self.max_plate_nesting, self._name)
         self._proto = mt
         self._guessed = model_nesting(mt, gt)
         self._checked_pair = (model, guide)
@@ -97,13 +103,24 @@ class ParticleELBO(ELBO):
     def particles(self, model, guide, args, kwargs, **options) -> Particles:
         """Run :func:`trace_particles` with this objective's settings.
 
-        The first call for a (model, guide) pair also runs Pyro's checks on one unvectorised
-        draw; with ``vectorize_particles=True`` it checks the vectorised pass against one draw
-        and, if the model does not broadcast over particles, warns once and loops from then on."""
+        The first call for a (model, guide) pair also runs Pyro's checks: with
+        ``vectorize_particles=None`` on one unvectorised draw, against which the vectorised pass
+        is checked (a model that does not broadcast over particles gets one warning and a loop
+        from then on); with ``True`` on the vectorised traces; with ``False`` on one draw."""
         options.setdefault("num_particles", self.num_particles)
         first = not self._is_checked(model, guide) and options.get("replay") is None
         common = dict(objective=self._name, **options)
         if self.vectorize_particles and not self._looped:
+            # declared vectorised (as for the host's vectorize_particles=True): no one-draw run
+            # beyond the host's own nesting guess; Pyro's checks run on the vectorised traces
+            mpn = self._nesting(model, guide, args, kwargs)
+            p = trace_particles(model, guide, args, kwargs, max_plate_nesting=mpn,
+                                vectorize=True, **common)  # fmt: skip
+            if first:
+                check_traces(p.model_trace, p.raw_guide_traces[0], mpn + 1, self._name)
+                self._checked_pair = (model, guide)
+            return p
+        if self.vectorize_particles is None and not self._looped:
             mpn = self._nesting(model, guide, args, kwargs)
             try:
                 p = trace_particles(model, guide, args, kwargs, max_plate_nesting=mpn,

@@ -33,13 +33,18 @@ plate.
 
 Models written for one draw
 ---------------------------
-With ``vectorize_particles=True`` (vidiv's default; the host's is ``False``) the ``S`` particles
+With ``vectorize_particles=None`` (vidiv's default; the host's is ``False``) the ``S`` particles
 are drawn in one pass inside a particle plate. A model written for one draw (``X @ w``,
 ``torch.mv``, indexing a latent) either fails there or silently mixes particles. The first call
 for a (model, guide) pair therefore checks that the vectorised pass runs *and* that its first
 particle's ``log p`` equals the model's ``log p`` at that particle's latent values for one draw; if
 not, the objective falls back, once and with a :class:`UserWarning` (:func:`warn_loop_fallback`),
 to a Python loop over particles, which is what the host does by default.
+
+``vectorize_particles=True`` declares the model vectorised, as for the host's ELBO: the model is
+never run for one draw (beyond the host's own nesting guess when ``max_plate_nesting`` is not
+given), Pyro's checks run on the vectorised traces (:func:`check_traces`) and there is no
+fallback. ``vectorize_particles=False`` always loops.
 """
 
 from __future__ import annotations
@@ -68,6 +73,10 @@ HOST_DEFAULTS = {
     "tail_adaptive_beta": -1.0,
 }
 
+_FACTOR_FIX = (
+    "Pass has_rsample=True to pyro.factor in the guide if the factor comes from reparameterised "
+    "sampling, has_rsample=False otherwise."
+)
 _SHAPE_FIX = (
     "The guide must sample each latent site with the model's shape (batch and event dims; vidiv, "
     "like Pyro, does not broadcast between them): fix the guide's distribution at that site, e.g. "
@@ -104,6 +113,16 @@ def host_check_pass(model, guide, args, kwargs, max_plate_nesting: float, object
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
+        return check_traces(model_trace, guide_trace, max_plate_nesting, objective)
+
+
+def check_traces(model_trace, guide_trace, max_plate_nesting: float, objective: str):
+    """Pyro's checks (``check_model_guide_match``, ``check_site_shape``) on a model and guide
+    trace: unvectorised ones, or the vectorised ones of the particle plate with the model's own
+    ``max_plate_nesting`` (the particle dim sits left of it, as in the host's vectorised ELBO).
+
+    Returns the traces pruned of subsample sites, with log probs computed (no gradient)."""
+    with torch.no_grad():
         nesting = max_plate_nesting
         if math.isinf(nesting):
             nesting = model_nesting(model_trace, guide_trace)
@@ -112,10 +131,7 @@ def host_check_pass(model, guide, args, kwargs, max_plate_nesting: float, object
             try:
                 check_model_guide_match(model_trace, guide_trace, nesting)
             except ValueError as e:
-                fix = _SHAPE_FIX if "disagree" in str(e) else (
-                    "Pass has_rsample=True to pyro.factor in the guide if the factor comes from "
-                    "reparameterised sampling, has_rsample=False otherwise."
-                )
+                fix = _SHAPE_FIX if "disagree" in str(e) else _FACTOR_FIX
                 raise ModelStructureError(f"{objective}: {e}. {fix}") from e
         guide_trace = prune_subsample_sites(guide_trace)
         model_trace = prune_subsample_sites(model_trace)
@@ -130,8 +146,8 @@ def host_check_pass(model, guide, args, kwargs, max_plate_nesting: float, object
                 for site in tr.nodes.values():
                     if site["type"] != "sample":
                         continue
-                    try:
-                        check_site_shape(site, nesting)
+                    try:  # as the host's nesting guess does: with the user's bound, else inf
+                        check_site_shape(site, max_plate_nesting)
                     except ValueError as e:
                         msg = " ".join(str(e).split())
                         raise ModelStructureError(f"{objective}: {msg}. {_SITE_FIX}") from e

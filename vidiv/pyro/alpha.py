@@ -60,8 +60,10 @@ class AlphaDivergence(ParticleELBO):
     :param num_particles: K, the samples per bound estimate (>= 1).
     :param gradient: ``"reparam"`` (VR gradient + VIMCO score terms) or ``"dreg"``.
     :param max_plate_nesting: the model's plate nesting; guessed on first use if infinite.
-    :param vectorize_particles: draw the K particles in one particle plate (default) or in a
-        Python loop (for models with dynamic structure).
+    :param vectorize_particles: ``None`` (default): one particle plate, checked against one
+        draw on the first call, with a warned fallback to a Python loop for models that do not
+        broadcast; ``True``: one particle plate, the model declared vectorised (no one-draw
+        run); ``False``: a Python loop (models with dynamic structure).
 
     ``loss`` returns ``-bound`` (summed over a common data plate, times its subsample scale);
     ``loss_and_grads`` also backpropagates; ``differentiable_loss`` returns the surrogate tensor
@@ -75,7 +77,7 @@ class AlphaDivergence(ParticleELBO):
         num_particles: int = 8,
         gradient: str = "reparam",
         max_plate_nesting: float = math.inf,
-        vectorize_particles: bool = True,
+        vectorize_particles: bool | None = None,
         **host,
     ) -> None:
         self.alpha = check_alpha(alpha)

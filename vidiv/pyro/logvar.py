@@ -82,7 +82,9 @@ class LogVariance(ParticleELBO):
 
     :param num_particles: samples per step (>= 2: the variance needs two).
     :param max_plate_nesting: the model's plate nesting; guessed on first use if infinite.
-    :param vectorize_particles: one particle plate (default) or a Python loop.
+    :param vectorize_particles: ``None`` (default, checked particle plate with a loop
+        fallback), ``True`` (particle plate, model declared vectorised) or ``False`` (loop); as
+        for :class:`AlphaDivergence`.
     :param max_rnd: particles with ``log q - log p >= max_rnd`` are dropped (default 1e8, the
         reference implementation's value; ``math.inf`` drops only non-finite ones).
 
@@ -96,7 +98,7 @@ class LogVariance(ParticleELBO):
         self,
         num_particles: int = 16,
         max_plate_nesting: float = math.inf,
-        vectorize_particles: bool = True,
+        vectorize_particles: bool | None = None,
         max_rnd: float = MAX_RND,
         **host,
     ) -> None:

@@ -43,7 +43,9 @@ class ChiSquaredVIS(ParticleELBO):
 
     :param num_particles: samples per step (>= 2; the paper uses hundreds to thousands).
     :param max_plate_nesting: the model's plate nesting; guessed on first use if infinite.
-    :param vectorize_particles: one particle plate (default) or a Python loop.
+    :param vectorize_particles: ``None`` (default, checked particle plate with a loop
+        fallback), ``True`` (particle plate, model declared vectorised) or ``False`` (loop); as
+        for :class:`AlphaDivergence`.
     """
 
     _name = "ChiSquaredVIS"
@@ -52,7 +54,7 @@ class ChiSquaredVIS(ParticleELBO):
         self,
         num_particles: int = 64,
         max_plate_nesting: float = math.inf,
-        vectorize_particles: bool = True,
+        vectorize_particles: bool | None = None,
         **host,
     ) -> None:
         super().__init__(
