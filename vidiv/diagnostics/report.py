@@ -240,7 +240,7 @@ def diagnose(dt: xr.DataTree, log_z_reference: float | None = None) -> Report:
     """
     from .psis import psis_log_weights
     from .reweight import _components, moment_check
-    from .verdict import MARGIN_Z
+    from .verdict import MARGIN_Z, MARGIN_Z_SD
 
     if not isinstance(dt, xr.DataTree):
         raise InvalidArgumentError(
@@ -268,7 +268,7 @@ def diagnose(dt: xr.DataTree, log_z_reference: float | None = None) -> Report:
     holds = bool(s.elbo <= target <= s.cubo)
     names, theta = _components(dt)
     mc = moment_check(names, theta, psis_log_weights(log_p - log_q)[0], MEAN_TOL, SD_RATIO,
-                      MARGIN_Z)
+                      MARGIN_Z, MARGIN_Z_SD)
     pm, collapsed, density = sites
     ev = Evidence(is_ess=s.is_ess, sandwich_width=s.cubo - s.elbo, num_weighted=s.num_weighted,
                   zero_weight_share=s.zero_weight_share, point_mass_sites=pm,

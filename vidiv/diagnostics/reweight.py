@@ -143,10 +143,11 @@ class MomentCheck:
 
 
 def moment_check(names, theta, log_w, mean_tol: float, sd_range: tuple[float, float],
-                 z: float) -> MomentCheck:
+                 z: float, z_sd: float | None = None) -> MomentCheck:
     """Compare raw and PSIS-reweighted moments; ``excess > 0`` when some component's
-    ``mean_shift + z se`` exceeds ``mean_tol`` or ``sd_ratio`` (widened by ``z`` s.e. on the log
-    scale) leaves ``sd_range``."""
+    ``mean_shift + z se`` exceeds ``mean_tol`` or ``sd_ratio`` (widened by ``z_sd`` s.e. on the
+    log scale; ``z`` when not given) leaves ``sd_range``."""
+    z_sd = z if z_sd is None else z_sd
     if theta.size == 0:
         return MomentCheck(0.0, 0.0, 1.0, 0.0, "", -math.inf)
     t = _table(theta, log_w)
@@ -154,8 +155,8 @@ def moment_check(names, theta, log_w, mean_tol: float, sd_range: tuple[float, fl
     with np.errstate(all="ignore"):
         log_r = np.log(t["sd_ratio"])
         ex_mean = (t["mean_shift"] + z * t["mean_shift_se"]) / mean_tol - 1.0
-        ex_sd = np.maximum((log_r + z * t["log_sd_ratio_se"]) / hi,
-                           (log_r - z * t["log_sd_ratio_se"]) / lo) - 1.0
+        ex_sd = np.maximum((log_r + z_sd * t["log_sd_ratio_se"]) / hi,
+                           (log_r - z_sd * t["log_sd_ratio_se"]) / lo) - 1.0
     excess = np.where(np.isnan(ex_mean), np.inf, ex_mean)
     excess = np.maximum(excess, np.where(np.isnan(ex_sd), np.inf, ex_sd))
     j = int(np.argmax(excess))
