@@ -262,15 +262,6 @@ def test_msvgd_overflowing_positive_site_keeps_last_finite_particles():
     _assert_trees_equal(after, res.state)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="MirroredSVGD.update checks only isfinite of the moved "
-    "particles: with SGD(100) on a Gamma site exp(eta) UNDERFLOWS to exactly 0.0 "
-    "at the second step (finite, so the step is applied), all 10 particles end at "
-    "tau == 0 outside the positive support with log p = -inf, and only the next "
-    "step is flagged (nonfinite_step == 2); the 'last finite particles' returned "
-    "are invalid. The Pyro counterpart asserts tau > 0 for the kept particles.",
-)
 def test_msvgd_underflowing_positive_site_keeps_particles_in_the_support():
     svgd = vn.MirroredSVGD(_gamma_model, num_particles=10, optim=numpyro.optim.SGD(100.0))
     with pytest.warns(RuntimeWarning, match=r"MirroredSVGD went non-finite at step \d+"):
@@ -346,15 +337,6 @@ def test_fbgvi_big_step_keeps_last_finite_state():
     np.testing.assert_array_equal(np.asarray(again.mean), mean)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FBGVI.run keeps mean/cov/scale_tril/step of the last "
-    "finite update but not its rng_key: FBGVI._chunk draws a new key for the "
-    "refused step and for every later (dead) step of the scan, so after a stop "
-    "state.rng_key depends on num_steps and on the progress-bar chunking (40 "
-    "steps without a bar: 40 draws; with a bar, chunks of 2: 4 draws) and differs "
-    "from the state of a run of exactly nonfinite_step steps.",
-)
 def test_fbgvi_stop_keeps_the_rng_key_of_the_last_finite_state():
     with pytest.warns(RuntimeWarning, match=FBGVI_WARNING.format(k=2)):
         res = vn.FBGVI(_steep_model, step_size=50.0).run(KEY, 40, progress_bar=False)

@@ -43,6 +43,13 @@ from vidiv.numpyro._fbgvi_model import FlatPotential, check_structure
 __all__ = ["FBGVI", "FBGVIState", "FBGVIResult"]
 
 
+def _keyed(new: FBGVIState, old: FBGVIState) -> FBGVIState:
+    """``new`` with the random key advanced only if its step was applied: a refused
+    (non-finite) step, and every no-op after it, leave the key of the last finite state."""
+    applied = new.step > old.step
+    return new._replace(rng_key=jnp.where(applied, new.rng_key, old.rng_key))
+
+
 class FBGVIState(NamedTuple):
     mean: jax.Array  # (d,)
     cov: jax.Array  # (d, d)
@@ -237,15 +244,16 @@ class FBGVI:
             s_drawn, eps = self._draw(s)
             new, loss = self._update(s_drawn, eps, args, kwargs)
             active = i < n_active
-            new = jax.tree.map(lambda a, b: jnp.where(active, a, b), new, s)
+            new = jax.tree.map(lambda a, b: jnp.where(active, a, b), _keyed(new, s), s)
             return new, jnp.where(active, loss, jnp.nan)
 
         return jax.lax.scan(body, state, jnp.arange(length))
 
     def update(self, state: FBGVIState, *args: Any, **kwargs: Any) -> tuple[FBGVIState, Any]:
         """One jit-compiled FBGVI step; returns ``(state, loss)`` (loss = free energy before it)."""
-        state, eps = self._draw(state)
-        return self._jit_update(state, eps, args, kwargs)
+        drawn, eps = self._draw(state)
+        new, loss = self._jit_update(drawn, eps, args, kwargs)
+        return _keyed(new, state), loss
 
     def update_with_noise(self, state: FBGVIState, noise: Any, *args: Any, **kwargs: Any):
         """As :meth:`update` with the standard normal draws ``noise`` (shape (S, d)) given.

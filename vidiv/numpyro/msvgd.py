@@ -168,16 +168,21 @@ class MirroredSVGD:
         "phi_rms": rms of φ, "finite": bool}``.
 
         ``finite`` is False when the direction, ``log p`` or the moved particles (e.g. a
-        positive site whose ``exp(η)`` overflows after a large step) are not finite: the step is
+        positive site whose ``exp(η)`` overflows after a large step) are not finite, or a moved
+        particle lands on the support's boundary (``exp(η)`` underflows to 0): the step is
         then not applied (state, step counter and optimiser state unchanged) and
         ``state.nonfinite_step`` records it; later updates are no-ops."""
         self._need_init()
         log_p, phi = self._phi(state, args, kwargs)
         new_opt = self.optim.update(-phi, state.optim_state)
         new_eta = self.optim.get_params(new_opt)
-        moved = jax.tree_util.tree_leaves(self.layout.to_values(new_eta))
+        values = self.layout.to_values(new_eta)
+        moved = jax.tree_util.tree_leaves(values)
+        # a value rounded onto the support's boundary (exp(eta) underflowing to 0) is finite
+        # but outside the open support, where log p is -inf
+        outside = jnp.stack(list(self.layout.outside(values).values()))
         finite = (jnp.all(jnp.isfinite(phi)) & jnp.all(jnp.isfinite(log_p))
-                  & jnp.all(jnp.isfinite(new_eta))
+                  & jnp.all(jnp.isfinite(new_eta)) & ~jnp.any(outside)
                   & jnp.all(jnp.stack([jnp.all(jnp.isfinite(v)) for v in moved])))
         ok = finite & (state.nonfinite_step < 0)
         # keep the old dtypes: jax's optimisers promote float32 states to float64 under x64

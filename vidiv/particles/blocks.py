@@ -80,6 +80,15 @@ class Layout:
         """Flat duals ``(P, n)`` from constrained values ``{site: (P, *value_shape)}``."""
         return self.join({name: m.to_dual(values[name]) for name, m, _ in self.sites})
 
+    def outside(self, values: Mapping[str, Array]) -> dict[str, Array]:
+        """``{site: 0-d bool}``: some particle's value is not in the site's open support (its
+        mirror map's :meth:`~vidiv.particles.mirror.MirrorMap.interior`)."""
+        out = {}
+        for name, m, _ in self.sites:
+            xp = namespace(values[name])
+            out[name] = xp.logical_not(xp.all(m.interior(values[name])))
+        return out
+
     def primal(self, values: Mapping[str, Array]) -> Array:
         """The concatenated primal coordinates ``θ`` ``(P, n)`` the kernel acts on."""
         return self.join({name: m.primal(values[name]) for name, m, _ in self.sites})

@@ -108,6 +108,14 @@ class MirrorMap:
         """``∇_η log p_H(η) = ∇²ψ⁻¹ ∇_θ log p + ∇_η log det ∇²ψ*``."""
         return self.hess_inv(value, self.primal_grad(value, grad_value)) + self.grad_logdet(value)
 
+    def interior(self, value: Array) -> Array:
+        """Elementwise: the value lies in the open support (finite, and not rounded onto its
+        boundary, e.g. ``exp(η)`` underflowing to 0). Shape of ``value`` (for a map with
+        ``event_dim = 1``: ``value`` without its last axis)."""
+        xp = namespace(value)
+        ok = xp.isfinite(value)
+        return xp.all(ok, axis=-1) if self.event_dim else ok
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
@@ -120,6 +128,10 @@ class SimplexEntropic(MirrorMap):
 
     def dual_shape(self, value_shape):
         return tuple(value_shape[:-1]) + (value_shape[-1] - 1,)
+
+    def interior(self, value):
+        xp = namespace(value)
+        return xp.all(xp.isfinite(value) & (value > 0), axis=-1)
 
     def to_value(self, eta):
         xp = namespace(eta)
@@ -166,6 +178,10 @@ class PositiveEntropic(MirrorMap):
 
     name = "positive entropic"
 
+    def interior(self, value):
+        xp = namespace(value)
+        return xp.isfinite(value) & (value > 0)
+
     def to_value(self, eta):
         return namespace(eta).exp(eta)
 
@@ -192,6 +208,9 @@ class UnitIntervalEntropic(MirrorMap):
     """Fermi–Dirac entropic map of ``(0, 1)``, elementwise: ``θ = sigmoid η``."""
 
     name = "unit-interval entropic"
+
+    def interior(self, value):
+        return (value > 0) & (value < 1)
 
     def to_value(self, eta):
         xp = namespace(eta)
@@ -302,6 +321,12 @@ class OrderedEntropic(MirrorMap):
         # Aᵀ v: (v_1 − v_2, ..., v_{d−1} − v_d, v_d)
         xp = namespace(v)
         return xp.concat([v[..., :-1] - v[..., 1:], v[..., -1:]], axis=-1)
+
+    def interior(self, value):
+        xp = namespace(value)
+        d = self._diff(value)
+        inc = d if self.positive else d[..., 1:]
+        return xp.all(xp.isfinite(value), axis=-1) & xp.all(inc > 0, axis=-1)
 
     def to_value(self, eta):
         xp = namespace(eta)

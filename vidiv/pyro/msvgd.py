@@ -21,14 +21,12 @@ Example:
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 
 import numpy as np
 import pyro
 import torch
 from pyro.optim import PyroOptim
-from pyro.optim.optim import _get_state_dict, _load_state_dict
 
 from ..errors import (
     InvalidArgumentError,
@@ -39,6 +37,7 @@ from ..errors import (
 )
 from ..particles.stein import check_options, mirrored_direction
 from ._msvgd_model import VectorizedModel, inspect_model, not_broadcasting
+from .monitor import _Snapshot
 
 __all__ = ["MirroredSVGD"]
 
@@ -184,26 +183,21 @@ class MirroredSVGD:
                 "model's log density at the current particles (get_samples())."
             )
         eta = self._eta()
-        before = eta.detach().clone()
-        optimizer = self.optim.optim_objs.get(eta)
-        saved = None if optimizer is None else copy.deepcopy(_get_state_dict(optimizer))
+        snapshot = _Snapshot(self.optim, [eta])  # params and optimiser state, one flat copy
         eta.grad = -phi.to(eta.dtype)
         self.optim([eta])
         eta.grad = None
         moved = self.layout.to_values(eta.detach())
-        bad = [n for n, v in moved.items() if not bool(torch.isfinite(v).all())]
+        # a value rounded onto the support's boundary (exp(eta) underflowing to 0) is finite
+        # but outside the open support, where log p is -inf
+        bad = [n for n, out in self.layout.outside(moved).items() if bool(out)]
         if not bool(torch.isfinite(eta).all()) or bad:
-            with torch.no_grad():
-                eta.copy_(before)
-            if saved is not None:
-                _load_state_dict(self.optim.optim_objs[eta], saved)
-            else:
-                self.optim.optim_objs.pop(eta, None)
-                self.optim.grad_clip.pop(eta, None)
+            snapshot.restore()
             raise NonFiniteError(
                 f"MirroredSVGD step {self.num_steps}: the update made the particles of "
-                f"{bad or 'the dual variables'} non-finite (a positive site overflows exp(eta) "
-                "after a large step); the step was undone and the particles and optimiser "
+                f"{bad or 'the dual variables'} non-finite or put them on the support's "
+                "boundary (a positive site's exp(eta) overflows, or underflows to 0, after a "
+                "large step); the step was undone and the particles and optimiser "
                 "state of the last finite step are kept (get_samples()). Use a smaller or "
                 "decaying step size (e.g. pyro.optim.Adam({'lr': 0.01}) or ClippedAdam with "
                 "'lrd'), or kernel_space='dual'."
