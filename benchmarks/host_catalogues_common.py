@@ -16,6 +16,10 @@ A test is a *case* when it built at least one objective. Each case is classified
   the installed host release does not make yet (the catalogue is the host's development head);
 * ``host_limitation``: the test asserts a limitation of the host ELBO that vidiv does not share;
 * ``host_internals``: the test calls a private method of the host's ELBO class;
+* ``pins_host_elbo``: the test pins a value or an optimum of the host's ELBO (the loss's closed
+  form, the host's NaN, a float32 tolerance at the ELBO's scale, the KL-optimal fit of a family
+  that cannot represent the target), which the objective (``LogVariance``'s value is a variance)
+  need not share; listed per objective with the reason;
 * ``invalid_accepted``: the test expects an error or a warning and none came;
 * ``inaccurate``: an assertion fails that the reference passes;
 * ``unclear_error``: any other exception.
@@ -160,17 +164,25 @@ def run_one(
     return json.loads(report.read_text()) if report.exists() else {}
 
 
-def classify(rec: dict, ref: dict | None, nodeid: str, limitations: dict, internals: dict) -> str:
-    """The class of one case (see the module docstring)."""
+def _reason(table: dict, nodeid: str) -> str | None:
+    """``table``'s entry for the test (its full id first, then the id without parameters)."""
+    return table.get(nodeid, table.get(nodeid.split("[")[0]))
+
+
+def classify(rec: dict, ref: dict | None, nodeid: str, limitations: dict, internals: dict,
+             pins: dict | None = None) -> str:
+    """The class of one case (see the module docstring); ``pins`` are this objective's
+    host-pinning tests."""
     if rec["outcome"] == "passed":
         return "pass"
     if rec["outcome"] == "skipped":
         return "skipped"
-    base = nodeid.split("[")[0]
-    if base in limitations:
+    if _reason(limitations, nodeid):
         return "host_limitation"
-    if base in internals:
+    if _reason(internals, nodeid):
         return "host_internals"
+    if pins and _reason(pins, nodeid) and rec.get("exc_type") == "AssertionError":
+        return "pins_host_elbo"
     if rec.get("vidiv_error"):
         return "refusal"
     if rec.get("did_not") or rec.get("exc_type") == "AssertionError":
@@ -183,15 +195,18 @@ def classify(rec: dict, ref: dict | None, nodeid: str, limitations: dict, intern
 
 
 def summarise(
-    results: dict, reference: dict | None, names: dict, limitations: dict, internals: dict
+    results: dict, reference: dict | None, names: dict, limitations: dict, internals: dict,
+    host_pins: dict | None = None,
 ) -> dict:
-    """``{objective name: {"cases", "tests_run", "counts", <class>: [details]}}``."""
+    """``{objective name: {"cases", "tests_run", "counts", <class>: [details]}}``;
+    ``host_pins``: ``{kind: {test id: reason}}``."""
     out = {}
     for kind, res in results.items():
         cases = {n: r for n, r in res.items() if r.get("built")}
+        pins = (host_pins or {}).get(kind, {})
         classes = {
             n: classify(r, (reference or {}).get(n) if reference else None, n, limitations,
-                        internals)
+                        internals, pins)
             for n, r in cases.items()
         }  # fmt: skip
         details: dict[str, list] = {}
@@ -212,9 +227,11 @@ def summarise(
             ):
                 entry.update(exc_type=r.get("exc_type"), message=r.get("message"))
             if c == "host_limitation":
-                entry["reason"] = limitations[n.split("[")[0]]
+                entry["reason"] = _reason(limitations, n)
             if c == "host_internals":
-                entry["reason"] = internals[n.split("[")[0]]
+                entry["reason"] = _reason(internals, n)
+            if c == "pins_host_elbo":
+                entry.update(reason=_reason(pins, n), message=r.get("message"))
             details.setdefault(c, []).append(entry)
         out[names[kind]] = {"cases": len(cases), "tests_run": len(res),
                             "counts": dict(sorted(Counter(classes.values()).items())),
@@ -235,6 +252,7 @@ def run_catalogue(
     version: str,
     reference_name: str,
     host_config: str,
+    host_pins: dict | None = None,
 ) -> None:
     """Run every objective in ``names`` (and the reference) and merge the summary into
     ``args.out`` under ``backend`` (a ``-k`` subset is printed, not written)."""
@@ -255,7 +273,7 @@ def run_catalogue(
             }  # fmt: skip
             raw = {k: f.result() for k, f in futures.items()}
         reference = raw.pop("reference", None)
-        summary = summarise(raw, reference, names, limitations, internals)
+        summary = summarise(raw, reference, names, limitations, internals, host_pins)
         for name, s in summary.items():
             print(f"{name:45s} {s['cases']:4d} cases  {s['counts']}")
         entry = dict(summary)

@@ -44,6 +44,45 @@ HOST_INTERNALS = {
     "test/infer/test_svi.py::test_renyi_nonnested_plates": "calls RenyiELBO._single_particle_elbo",
     "test/infer/test_svi.py::test_renyi_create_plates": "calls RenyiELBO._single_particle_elbo",
 }
+_LOW_RANK_OPTIMUM = (
+    "asserts the KL-optimal low-rank fit's correlation structure (> 0.99); the target is not "
+    "representable at rank 2, so the alpha = 0.5 optimum differs (0.984 here). The reference's "
+    "pass is no evidence: NumPyro's RenyiELBO(0.5) loss on this model is 53.9 at the initial "
+    "parameters where -Trace_ELBO is 36.1 (a Renyi alpha = 0.5 bound cannot lie below the "
+    "ELBO); vidiv's AlphaDivergence gives 35.6"
+)
+# tests that pin a value or an optimum of the host's ELBO which the objective need not share;
+# LogVariance's value is the variance of log q - log p over the particles (0 for one repeated
+# draw), not an ELBO
+HOST_PINS = {
+    "alpha": {
+        "test/infer/test_autoguide.py::test_auto_batched[AutoBatchedLowRankMultivariateNormal]":
+            _LOW_RANK_OPTIMUM,
+    },
+    "dreg": {
+        "test/infer/test_autoguide.py::test_auto_batched[AutoBatchedLowRankMultivariateNormal]":
+            _LOW_RANK_OPTIMUM,
+    },
+    "lv": {
+        "test/infer/test_autoguide.py::test_param": (
+            "asserts the loss equals log q - log p at a substituted draw (Trace_ELBO's value); "
+            "every particle is that one draw, so the variance is 0"
+        ),
+        "test/infer/test_svi.py::test_renyi_local": "asserts the loss equals RenyiELBO's value",
+        "test/infer/test_svi.py::test_elbo_dynamic_support": (
+            "asserts the loss equals Trace_ELBO's closed form at a fixed draw"
+        ),
+        "test/infer/test_svi.py::test_stable_run[False]": (
+            "asserts the parameters become NaN without stable_update (Trace_ELBO's NaN loss when "
+            "the guide proposes outside the support); LogVariance drops such particles and "
+            "stays finite"
+        ),
+        "test/infer/test_svi.py::test_vectorized_particle[pmap]": (
+            "asserts pmap and lax.map losses agree to atol 1e-5; the variance's value is ~70 "
+            "here, so float32 summation order alone gives 2e-5 (relative 3e-7)"
+        ),
+    },
+}
 
 PLUGIN = r'''
 """pytest plugin: substitute vidiv objectives for NumPyro's ELBO classes (see the runner)."""
@@ -111,7 +150,7 @@ def main(argv=None) -> None:
 
     run_catalogue("numpyro", args.checkout, TEST_FILES, list(TEST_FILES[:2]), PLUGIN,
                   OBJECTIVES, HOST_LIMITATIONS, HOST_INTERNALS, args, numpyro.__version__,
-                  REFERENCE, "pyproject.toml")  # fmt: skip
+                  REFERENCE, "pyproject.toml", HOST_PINS)  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -13,6 +13,9 @@ __all__ = [
     "ModelStructureError",
     "NonFiniteError",
     "UnsupportedSupportError",
+    "guide_factor_error",
+    "model_params_error",
+    "point_mass_latent_error",
 ]
 
 
@@ -35,6 +38,45 @@ class NonFiniteError(VidivError):
 
 class UnsupportedSupportError(VidivError):
     """A latent site has a support no mirror map / transform in vidiv covers."""
+
+
+def model_params_error(driver: str, host: str, shown: list[str], hide: str) -> ModelStructureError:
+    """The refusal of model parameters by a driver that cannot learn them (MirroredSVGD, FBGVI).
+    ``host``: ``"pyro"`` or ``"numpyro"``; ``shown``: the parameters (``name = value`` where
+    small); ``hide``: the host's expression that hides them."""
+    names = [s.split(" = ")[0] for s in shown]
+    return ModelStructureError(
+        f"{driver} cannot learn model parameters, and the model has {host}.param sites "
+        f"{names}: it would hold them at their current values ({', '.join(shown)}). Fit them "
+        f"by maximum likelihood with {host}.infer.SVI(model, guide, optim, loss=...) and "
+        f"loss=vidiv.{host}.AlphaDivergence() or vidiv.{host}.ChiSquaredVIS() (both learn model "
+        f"and guide parameters); or give them a prior ({host}.sample) so that they become "
+        "latents; or, to keep them fixed on purpose, pass them in as model arguments or hide "
+        f"them: {hide}."
+    )
+
+
+def point_mass_latent_error(driver: str, host: str, name: str) -> ModelStructureError:
+    """The refusal of a latent point mass (``Delta``) by a driver that moves densities."""
+    return ModelStructureError(
+        f"latent site {name!r} is a point mass (Delta): it has no density for {driver} to move. "
+        f"If it is a function of other sites, record it with {host}.deterministic({name!r}, "
+        "value); if it is a free point estimate, give it a prior distribution, or fit it with "
+        f"{host}.infer.SVI and an AutoDelta guide."
+    )
+
+
+def guide_factor_error(objective: str, site: str) -> ModelStructureError:
+    """The refusal of a guide with a ``factor`` site (``AutoDAIS`` and its variants) by an
+    objective whose gradient needs ``log q`` at a fixed sample (score forms, DReG)."""
+    return ModelStructureError(
+        f"{objective}: the guide has a factor site '{site}' (pyro.factor / numpyro.factor; "
+        "AutoDAIS-type guides add one). Its log q is then an importance weight of the guide's "
+        "own annealing path, not a density of the sample that can be evaluated with the "
+        f"parameters varied at a fixed draw, which {objective}'s gradient needs. Use "
+        "AlphaDivergence() (reparameterised gradient: valid on the guide's extended space), "
+        "the host's Trace_ELBO, or a guide without factor sites."
+    )
 
 
 def check_num_particles(num_particles: int, minimum: int = 1, name: str = "num_particles") -> int:

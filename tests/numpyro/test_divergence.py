@@ -365,7 +365,7 @@ SHOWN = {"MirroredSVGD": "mu", "FBGVI": "mu = -3.0"}
 def _param_refusal(driver):
     return (
         rf"^{driver} cannot learn model parameters, and the model has numpyro.param sites "
-        rf"\['mu'\]: it would hold them at their initial values \({SHOWN[driver]}\)\. Fit them "
+        rf"\['mu'\]: it would hold them at their current values \({SHOWN[driver]}\)\. Fit them "
         r"by maximum likelihood with numpyro.infer.SVI\(model, guide, optim, loss=\.\.\.\) and "
         r"loss=vidiv.numpyro.AlphaDivergence\(\) or vidiv.numpyro.ChiSquaredVIS\(\).*give them "
         r"a prior \(numpyro.sample\).*numpyro.handlers.block\(model, hide_fn=lambda site: "

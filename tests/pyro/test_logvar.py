@@ -148,8 +148,9 @@ def test_trains_discrete_guide_to_exact_posterior(build, name):
 
 # ------------------------------------------------------------ path densities (DiffusionGuide)
 def test_delta_guide_trains_through_its_log_density():
-    """A guide that reports Delta(x, log_density=ld(phi)) -- the DiffusionGuide contract --
-    gets the log-variance gradient through ld only (the sample itself is detached)."""
+    """A guide that reports its path density on an auxiliary Delta(x, log_density=ld(phi)) and
+    the model's site as a Delta of it -- the DiffusionGuide contract -- gets the log-variance
+    gradient through ld only (the sample itself is detached)."""
     w = torch.tensor(0.3, requires_grad=True)
 
     def model():
@@ -157,7 +158,9 @@ def test_delta_guide_trains_through_its_log_density():
 
     def guide():
         x = w.detach() + torch.randn(())  # e.g. an SDE end point simulated with a detached drift
-        pyro.sample("x", dist.Delta(x + w - w.detach(), log_density=-0.5 * (x - w) ** 2))
+        end = pyro.sample("x_path", dist.Delta(x + w - w.detach(), log_density=-0.5 * (x - w) ** 2),
+                          infer={"is_auxiliary": True})  # fmt: skip
+        pyro.sample("x", dist.Delta(end))
 
     S = 5
     pyro.set_rng_seed(2)

@@ -88,12 +88,15 @@ def test_detach_keeps_delta_log_density_gradient():
     def model():
         pyro.sample("x", dist.Normal(0.0, 1.0).expand([2]).to_event(1))
 
-    def guide():
+    def guide():  # the path density on an auxiliary Delta, the model's site a Delta of it
         end = w * torch.ones(2)
-        pyro.sample("x", dist.Delta(end, log_density=-3.0 * w**2, event_dim=1))
+        end = pyro.sample("x_path", dist.Delta(end, log_density=-3.0 * w**2, event_dim=1),
+                          infer={"is_auxiliary": True})  # fmt: skip
+        pyro.sample("x", dist.Delta(end, event_dim=1))
 
     with DetachSamples():
         tr = pyro.poutine.trace(guide).get_trace()
+    assert not tr.nodes["x_path"]["value"].requires_grad
     assert not tr.nodes["x"]["value"].requires_grad
     p = _walk(model, guide, S=4, nesting=0, detach=True)
     (g,) = torch.autograd.grad(p.log_q.sum(), w)

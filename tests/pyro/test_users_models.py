@@ -6,6 +6,7 @@ without latent sites. Each test reproduces a defect found with Pyro's own catalo
 from __future__ import annotations
 
 import math
+import re
 import warnings
 
 import pyro
@@ -145,18 +146,49 @@ def test_autodelta_part_of_an_autoguidelist_moves(kind):
     assert abs(float(guide.median()["loc"]) - 2.25) < 0.15  # was frozen at its init, 0
 
 
-def test_auxiliary_delta_sites_stay_detached():
+def test_point_mass_rule_is_the_numpyro_one():
+    """An auxiliary Delta is a point estimate unless its log_density carries a gradient (then it
+    is a density, e.g. DiffusionGuide's path log density): AutoLaplaceApproximation's latent was
+    detached and never moved under ChiSquaredVIS / LogVariance."""
     w = torch.tensor(0.7, requires_grad=True)
 
     def guide():
+        pyro.sample("x_density", dist.Delta(w * torch.ones(2), log_density=w.sin(), event_dim=1),
+                    infer={"is_auxiliary": True})  # fmt: skip
         pyro.sample("x_aux", dist.Delta(w * torch.ones(2), event_dim=1),
                     infer={"is_auxiliary": True})  # fmt: skip
         pyro.sample("x_point", dist.Delta(w * torch.ones(2), event_dim=1))
 
     with DetachSamples():
         tr = poutine.trace(guide).get_trace()
-    assert not tr.nodes["x_aux"]["value"].requires_grad
+    assert not tr.nodes["x_density"]["value"].requires_grad
+    assert tr.nodes["x_aux"]["value"].requires_grad
     assert tr.nodes["x_point"]["value"].requires_grad
+
+
+_BB = torch.tensor([1.0] * 8 + [0.0] * 2, dtype=torch.float64)
+
+
+def _beta_bernoulli():
+    f = pyro.sample("f", dist.Beta(torch.tensor(1.0, dtype=torch.float64), 1.0))
+    with pyro.plate("n", 10):
+        pyro.sample("x", dist.Bernoulli(f), obs=_BB)
+
+
+@pytest.mark.parametrize("kind", list(OBJECTIVES))
+def test_laplace_point_estimate_keeps_its_jacobian(kind):
+    """AutoLaplaceApproximation's MAP is taken in unconstrained space: the mode of
+    f^9 (1 - f)^3 (the Beta(1, 1) posterior times the sigmoid's Jacobian f (1 - f)), f = 9/12.
+    ChiSquaredVIS / LogVariance left it frozen (detached auxiliary latent); after that fix
+    ChiSquaredVIS counted the Jacobian with the wrong sign (f = 7/8) and LogVariance dropped it
+    (f = 8/10, the constrained mode)."""
+    from pyro.infer.autoguide import AutoLaplaceApproximation
+
+    pyro.clear_param_store()
+    pyro.set_rng_seed(0)
+    guide = AutoLaplaceApproximation(_beta_bernoulli)
+    _fit(_beta_bernoulli, guide, OBJECTIVES[kind](num_particles=4), 1500, 0.05, 0.998)
+    assert abs(float(torch.sigmoid(guide.loc.detach())) - 0.75) < 2e-3
 
 
 # ------------------------------------------------------------------ 3. model-guide checks
@@ -178,7 +210,7 @@ def test_model_guide_shape_mismatch_is_refused_by_site(kind):
         svi.step()
     msg = str(info.value)
     assert msg.startswith(
-        f"{type(loss).__name__}: Model and guide shapes disagree at site 'x': "
+        f"{loss._name}: Model and guide shapes disagree at site 'x': "
         "torch.Size([1, 2]) vs torch.Size([2, 1]). The guide must sample each latent site with "
         "the model's shape"
     )
@@ -216,8 +248,9 @@ def test_guide_factor_without_has_rsample_is_refused():
         pyro.factor("f", torch.tensor(0.0))
 
     with pytest.raises(ModelStructureError, match=r"At guide site pyro.factor\(\"f\",...\), "
-                       r"missing specification of has_rsample.*Pass has_rsample=True"):
+                       r"missing specification of has_rsample.*set has_rsample=True") as info:
         vp.ChiSquaredVIS(num_particles=4).loss(model, guide)
+    assert str(info.value).count("has_rsample=True") == 1  # the host's advice, not repeated
 
 
 def test_undeclared_batch_dim_gets_the_host_message_and_fix():
@@ -397,3 +430,21 @@ def test_empty_model_and_guide_give_zero(kind):
     loss = OBJECTIVES[kind](num_particles=4)
     assert loss.loss(lambda: None, lambda: None) == 0.0
     assert loss.loss_and_grads(lambda: None, lambda: None) == 0.0
+
+
+@pytest.mark.parametrize("kind", ["dreg", "vis", "lv"])
+def test_guide_factor_site_is_refused_by_the_fixed_sample_objectives(kind):
+    """A factor in the guide makes log q an importance weight, not a density at a fixed draw
+    (NumPyro's AutoDAIS: ChiSquaredVIS fit coefficients of -2.5e8, DReG ended in NaN)."""
+    pyro.clear_param_store()
+
+    def guide(x=DATA4):
+        loc = pyro.sample("loc", dist.Normal(pyro.param("m", torch.tensor(0.0)), 1.0))
+        pyro.factor("path_weight", -0.5 * loc**2, has_rsample=True)
+
+    loss = OBJECTIVES[kind](num_particles=4)
+    label = "AlphaDivergence(gradient='dreg')" if kind == "dreg" else type(loss).__name__
+    with pytest.raises(ModelStructureError, match=re.escape(
+        f"{label}: the guide has a factor site 'path_weight'"
+    )):  # fmt: skip
+        loss.differentiable_loss(_mean_model, guide)

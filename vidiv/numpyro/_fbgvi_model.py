@@ -13,11 +13,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-import numpyro.distributions as dist
 from numpyro import handlers
 from numpyro.infer.util import initialize_model
 
-from vidiv.errors import ModelStructureError
+from vidiv.errors import ModelStructureError, model_params_error, point_mass_latent_error
+
+from ._traces import delta_of
 
 __all__ = ["check_structure", "check_params_and_point_masses", "FlatPotential"]
 
@@ -25,12 +26,6 @@ _LIMITATION = (
     "FBGVI fits a Gaussian over ALL latent sites mapped to unconstrained space and needs the "
     "gradient (and Hessian) of the full-data potential V = -log p(x, z)"
 )
-
-
-def _is_point_mass(fn) -> bool:
-    while hasattr(fn, "base_dist"):  # Independent, Masked, Expanded, Transformed wrappers
-        fn = fn.base_dist
-    return isinstance(fn, dist.Delta)
 
 
 def _shown(name: str, value: Any) -> str:
@@ -48,26 +43,12 @@ def check_params_and_point_masses(trace: dict, driver: str) -> None:
     ``trace`` is a ``handlers.trace`` of the model; ``driver`` names the caller in messages."""
     params = {n: s["value"] for n, s in trace.items() if s["type"] == "param"}
     if params:
-        shown = ", ".join(_shown(n, v) for n, v in params.items())
-        raise ModelStructureError(
-            f"{driver} cannot learn model parameters, and the model has numpyro.param sites "
-            f"{list(params)}: it would hold them at their initial values ({shown}). Fit them "
-            "by maximum likelihood with numpyro.infer.SVI(model, guide, optim, loss=...) and "
-            "loss=vidiv.numpyro.AlphaDivergence() or vidiv.numpyro.ChiSquaredVIS() (both learn "
-            "model and guide parameters); or give them a prior (numpyro.sample) so that they "
-            "become latents; or, to keep them fixed on purpose, pass them in as model arguments "
-            "or hide them: numpyro.handlers.block(model, hide_fn=lambda site: site['type'] == "
-            "'param')."
-        )
+        shown = [_shown(n, v) for n, v in params.items()]
+        hide = "numpyro.handlers.block(model, hide_fn=lambda site: site['type'] == 'param')"
+        raise model_params_error(driver, "numpyro", shown, hide)
     for name, site in trace.items():
-        if site["type"] == "sample" and not site["is_observed"] and _is_point_mass(site["fn"]):
-            raise ModelStructureError(
-                f"latent site {name!r} is a point mass (Delta): it has no density for {driver} "
-                "to move. If it is a function of other sites, record it with "
-                f"numpyro.deterministic({name!r}, value); if it is a free point estimate, give "
-                "it a prior distribution, or fit it with numpyro.infer.SVI and an AutoDelta "
-                "guide."
-            )
+        if site["type"] == "sample" and not site["is_observed"] and delta_of(site["fn"]):
+            raise point_mass_latent_error(driver, "numpyro", name)
 
 
 def check_structure(model: Callable, rng_key: Any, args: tuple, kwargs: dict) -> None:

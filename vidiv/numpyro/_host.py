@@ -26,7 +26,13 @@ from numpyro.util import _validate_model, check_model_guide_match
 
 from ..errors import InvalidArgumentError, ModelStructureError
 
-__all__ = ["check_host_keywords", "host_checks", "map_particles", "warn_mutable_state"]
+__all__ = [
+    "check_host_keywords",
+    "host_checks",
+    "map_particles",
+    "warn_mutable_state",
+    "warn_zero_low_rank_factor",
+]
 
 
 def check_host_keywords(
@@ -130,3 +136,49 @@ def warn_mutable_state(names, num_particles: int, objective: str) -> None:
             UserWarning,
             stacklevel=3,
         )
+
+
+def _low_rank_factors(guide) -> list[str]:
+    """Names of the ``cov_factor`` parameters of NumPyro's low-rank autoguides in ``guide``
+    (the parts of an ``AutoGuideList`` included)."""
+    from numpyro.infer import autoguide
+
+    if isinstance(guide, autoguide.AutoGuideList):
+        return [n for part in guide._guides for n in _low_rank_factors(part)]
+    low_rank = (autoguide.AutoLowRankMultivariateNormal,
+                autoguide.AutoBatchedLowRankMultivariateNormal)  # fmt: skip
+    return [f"{guide.prefix}_cov_factor"] if isinstance(guide, low_rank) else []
+
+
+_ZERO_FACTOR_WARNED: set = set()
+
+
+def _warn_zero_factor(objective: str, name: str, key: int, zero) -> None:
+    if not bool(zero) or (objective, name, key) in _ZERO_FACTOR_WARNED:
+        return
+    _ZERO_FACTOR_WARNED.add((objective, name, key))
+    warnings.warn(
+        f"{objective}: the guide's low-rank factor '{name}' is exactly 0 (where NumPyro's "
+        "AutoLowRankMultivariateNormal starts it). At 0 the gradient of log q in the factor "
+        "vanishes for every draw, so this objective's score-function gradient leaves the factor "
+        "at 0 for good and only the diagonal is fitted (no correlations). Start it away from 0: "
+        f"svi.run(key, steps, ..., init_params={{'{name}': 0.1 * jax.random.normal(key, "
+        "shape)}) with the factor's shape (latent dim x rank), or use AlphaDivergence, whose "
+        "reparameterised gradient leaves 0 by itself.",
+        RuntimeWarning,
+        stacklevel=2,
+    )
+
+
+def warn_zero_low_rank_factor(guide, param_map: dict, objective: str) -> None:
+    """Warn (once per guide) when a low-rank autoguide's ``cov_factor`` is exactly 0 at a step
+    of a score-function objective (``ChiSquaredVIS``, ``LogVariance``): a stationary point of
+    log q in the factor that such gradients never leave. The check runs on the device values
+    (``jax.debug.callback``), so it works under ``jit`` and warns only when the factor is 0."""
+    import functools
+
+    for name in _low_rank_factors(guide):
+        value = param_map.get(name)
+        if value is not None:
+            callback = functools.partial(_warn_zero_factor, objective, name, id(guide))
+            jax.debug.callback(callback, jnp.all(value == 0))

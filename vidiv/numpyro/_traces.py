@@ -35,10 +35,17 @@ from jax import random
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.primitives import Messenger
 
-from ..errors import ModelStructureError, NonFiniteError
+from ..errors import ModelStructureError, NonFiniteError, guide_factor_error
 from ._host import host_checks, map_particles, warn_mutable_state
 
-__all__ = ["detach_samples", "particle_terms", "ParticleTerms", "reduce_mutable_state"]
+__all__ = [
+    "delta_of",
+    "detach_samples",
+    "is_point_mass",
+    "particle_terms",
+    "ParticleTerms",
+    "reduce_mutable_state",
+]
 
 
 class detach_samples(Messenger):
@@ -85,7 +92,9 @@ class detach_samples(Messenger):
         msg["intermediates"] = []
 
 
-def _delta(fn) -> dist.Delta | None:
+def delta_of(fn) -> dist.Delta | None:
+    """The ``Delta`` under ``fn``'s wrappers (``Independent``, ``Expanded``, ``Masked``), or
+    ``None``."""
     while hasattr(fn, "base_dist") and not isinstance(fn, dist.Delta):
         fn = fn.base_dist
     return fn if isinstance(fn, dist.Delta) else None
@@ -100,7 +109,7 @@ def is_point_mass(site: dict) -> bool:
     not a point mass. A non-auxiliary ``Delta`` whose value is a function of other (detached)
     samples only (``AutoContinuous``'s per-site ``Delta`` sites) has no parameter gradient, so
     keeping it is harmless."""
-    delta = _delta(site["fn"])
+    delta = delta_of(site["fn"])
     if delta is None:
         return False
     if not site["infer"].get("is_auxiliary"):
@@ -118,9 +127,14 @@ class ParticleTerms(NamedTuple):
     scale: float  # size / subsample_size of the common plates (1.0 without subsampling)
     mutable_state: dict | None
     log_q_stopped: jax.Array | None = None  # DReG: log q_{sg(phi)}(z(phi))
-    log_p_model: jax.Array | None = None  # DReG: log p_theta(x, sg z) (None: no model params)
+    # DReG: log p_theta(x, sg z) - log q_point (None: no model params and no point masses)
+    log_p_model: jax.Array | None = None
     score_sites: tuple = ()  # names of the non-reparameterised guide sites
     has_latents: bool = True  # False: no latent sample site; every objective is log p(x | theta)
+    # detach=True: log q of the point-mass guide sites (with its gradient; 0 without any). A
+    # point estimate's log_density (AutoLaplaceApproximation's -log|J| of the unconstraining
+    # transform) belongs to the MAP objective log p - log q, not to the guide's score terms
+    log_q_point: jax.Array | None = None
 
 
 def _no_inverse(site: dict, objective: str, why: str) -> ModelStructureError:
@@ -337,6 +351,11 @@ def particle_terms(
             stack.enter_context(detach_samples(only_nonreparam=not detach))
             guide_trace = trace(substitute(seeded_guide, data=params)).get_trace(*args, **kwargs)
         params.update(_mutable(guide_trace))
+        if detach or dreg:
+            for name, site in guide_trace.items():
+                if site["type"] == "sample" and site["is_observed"]:
+                    name_ = "AlphaDivergence(gradient='dreg')" if dreg else objective
+                    raise guide_factor_error(name_, name)
         seeded_model = seed(model, model_seed)
         model_trace = trace(substitute(replay(seeded_model, guide_trace), data=params)).get_trace(
             *args, **kwargs
@@ -361,6 +380,9 @@ def particle_terms(
         if info["score_sites"] and not detach:
             log_q_score = _total(guide_trace, indep_dims, nonreparam, objective) / scale
             out["log_q_score"] = jnp.broadcast_to(log_q_score, shape)
+        if detach:
+            log_q_point = _total(guide_trace, indep_dims, is_point_mass, objective) / scale
+            out["log_q_point"] = jnp.broadcast_to(log_q_point, shape)
         if dreg:
             out.update(
                 _dreg_terms(seeded_guide, seeded_model, guide_trace, params, args, kwargs,
@@ -383,6 +405,7 @@ def particle_terms(
         log_p_model=out.get("log_p_model"),
         score_sites=info["score_sites"],
         has_latents=info["has_latents"],
+        log_q_point=out.get("log_q_point"),
     )
 
 
@@ -400,18 +423,24 @@ def _dreg_terms(seeded_guide, seeded_model, guide_trace, params, args, kwargs, i
     }
     log_q_stopped = _total(replayed, indep_dims, objective=objective, hints=hints) / scale
     out = {"log_q_stopped": jnp.broadcast_to(log_q_stopped, shape)}
-    detached = {
-        name: {**site, "value": jax.lax.stop_gradient(site["value"])}
-        if site["type"] == "sample"
-        else site
-        for name, site in guide_trace.items()
-    }
-    model_sg = trace(substitute(replay(seeded_model, detached), data=params)).get_trace(
+    # the model at the detached samples; point masses are not samples: the guide recomputes them
+    # (not replayed), so one that is a parameter keeps its gradient while a Delta that is a
+    # function of a sample (AutoContinuous's per-site Delta) sees the detached sample. With model
+    # parameters they follow the IS weights (sum_s w_s grad log w_s, log q_point out of log w)
+    points = [n for n, s in guide_trace.items() if s["type"] == "sample" and is_point_mass(s)]
+    samples = {n: s for n, s in guide_trace.items() if n not in points}
+    with detach_samples():
+        guide_sg = trace(substitute(replay(seeded_guide, samples), data=params)).get_trace(
+            *args, **kwargs
+        )
+    model_sg = trace(substitute(replay(seeded_model, guide_sg), data=params)).get_trace(
         *args, **kwargs
     )
     info["model_has_params"] = any(s["type"] == "param" for s in model_sg.values())
-    if info["model_has_params"]:
-        out["log_p_model"] = jnp.broadcast_to(_total(model_sg, indep_dims) / scale, shape)
+    if info["model_has_params"] or points:
+        log_q_point = _total(guide_sg, indep_dims, is_point_mass, objective) / scale
+        log_p_model = _total(model_sg, indep_dims) / scale - log_q_point
+        out["log_p_model"] = jnp.broadcast_to(log_p_model, shape)
     return out
 
 

@@ -21,8 +21,8 @@ raised: :meth:`LogVariance.num_dropped` returns it for the draws of the next ``s
 fewer than two kept particles raise :class:`~vidiv.errors.NonFiniteError`; under ``jit`` the loss
 is then NaN with a zero gradient (``SVI.run(..., stable_update=True)`` skips such steps).
 
-Only the sampled *values* are detached: a guide that reports its sample as
-``dist.Delta(x, log_density=log_q_path)`` (e.g. ``DiffusionGuide``) keeps the gradient of
+Only the sampled *values* are detached: a guide that reports its sample on an auxiliary
+``dist.Delta(x, log_density=log_q_path)`` site (e.g. ``DiffusionGuide``) keeps the gradient of
 ``log_q_path``, so this loss is the path-space log-variance loss for it (a particle is then a
 trajectory).
 
@@ -36,7 +36,9 @@ importance-sampled log-likelihood gradient, as in :class:`~vidiv.numpyro.ChiSqua
 zero-valued term ``-(m - sg(m))`` with :math:`m=\log\hat p(x)`; the variance is computed with
 ``log p`` stopped, so the guide gradient is unchanged. Point-mass guide sites (``AutoDelta``, a
 ``dist.Delta(param)`` site) are point estimates: their values are not detached and follow the
-same gradient (MAP / empirical Bayes). A model with no latent site has variance 0; the loss is
+same gradient (MAP / empirical Bayes) of :math:`\log p-\log q_\delta`, so an unconstrained point
+estimate (``AutoLaplaceApproximation``) keeps the Jacobian term its ``Delta`` carries, as
+``Trace_ELBO`` does. A model with no latent site has variance 0; the loss is
 then :math:`-\log p(x\mid\theta)` (maximum likelihood), as with NumPyro's ELBOs.
 
 With ``numpyro.infer.SVI`` use ``svi.run(..., stable_update=True)``: a step whose loss is not
@@ -68,7 +70,7 @@ from numpyro.infer.elbo import ELBO
 from ..errors import NonFiniteError, check_num_particles
 from ..estimators import check_log_weights, vis_model_surrogate
 from ..paths.filter import MAX_RND, PathLoss, check_max_rnd, kept_mask, path_log_variance
-from ._host import check_host_keywords
+from ._host import check_host_keywords, warn_zero_low_rank_factor
 from ._traces import particle_terms, reduce_mutable_state
 
 __all__ = ["LogVariance"]
@@ -109,6 +111,7 @@ class LogVariance(ELBO):
         return f"LogVariance(num_particles={self.num_particles}, max_rnd={self.max_rnd:g})"
 
     def _terms(self, rng_key, param_map, model, guide, args, kwargs):
+        warn_zero_low_rank_factor(guide, param_map, "LogVariance")
         t = particle_terms(
             rng_key, param_map, model, guide, args, kwargs, self.num_particles,
             detach=True, vectorize=self.vectorize_particles_fn, objective="LogVariance",
@@ -127,8 +130,10 @@ class LogVariance(ELBO):
         kept = kept_mask(t.log_p, t.log_q, self.max_rnd) & kept_mask(log_p, log_q, self.max_rnd)[
             (slice(None),) + (None,) * (t.log_p.ndim - 1)
         ]
-        lp_kept = jnp.where(kept, t.log_p, -jnp.inf)
-        m = jnp.sum(vis_model_surrogate(lp_kept, jnp.where(kept, t.log_q, 0.0))) * t.scale
+        # (log p - log q_point: an unconstrained point estimate keeps its Jacobian term)
+        lp_kept = jnp.where(kept, t.log_p - t.log_q_point, -jnp.inf)
+        lq_rest = sg(t.log_q - t.log_q_point)
+        m = jnp.sum(vis_model_surrogate(lp_kept, jnp.where(kept, lq_rest, 0.0))) * t.scale
         if not t.has_latents:  # no latent site: the variance is 0, the loss is -log p(x | theta)
             return out._replace(loss=-m), t
         return out._replace(loss=out.loss * t.scale - (m - sg(m))), t

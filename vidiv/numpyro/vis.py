@@ -21,7 +21,9 @@ and the ELBO from one set of fresh samples.
 
 Point-mass guide sites (``AutoDelta``, ``dist.Delta(param)``; not auxiliary) are point
 estimates: their values are not detached and, like model parameters, follow the IS
-log-likelihood gradient (MAP / empirical Bayes). A model with no latent site gives
+log-likelihood gradient (MAP / empirical Bayes) of :math:`\log p - \log q_\delta`, so a point
+estimate in unconstrained space (``AutoLaplaceApproximation``) keeps the Jacobian term its
+``Delta`` carries, as ``Trace_ELBO`` does. A model with no latent site gives
 :math:`-\log p(x\mid\theta)` (maximum likelihood), as NumPyro's ELBOs do.
 
 With ``numpyro.infer.SVI`` use ``svi.run(..., stable_update=True)``: a step whose loss is not
@@ -58,7 +60,7 @@ from ..estimators import (
     vis_model_surrogate,
     weights,
 )
-from ._host import check_host_keywords
+from ._host import check_host_keywords, warn_zero_low_rank_factor
 from ._traces import particle_terms, reduce_mutable_state
 
 __all__ = ["ChiSquaredVIS"]
@@ -95,6 +97,7 @@ class ChiSquaredVIS(ELBO):
         return f"ChiSquaredVIS(num_particles={self.num_particles})"
 
     def _terms(self, rng_key, param_map, model, guide, args, kwargs, num_particles):
+        warn_zero_low_rank_factor(guide, param_map, "ChiSquaredVIS")
         t = particle_terms(
             rng_key, param_map, model, guide, args, kwargs, num_particles,
             detach=True, vectorize=self.vectorize_particles_fn, objective="ChiSquaredVIS",
@@ -104,8 +107,11 @@ class ChiSquaredVIS(ELBO):
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
         t = self._terms(rng_key, param_map, model, guide, args, kwargs, self.num_particles)
-        log_px = jnp.sum(vis_model_surrogate(t.log_p, t.log_q)) * t.scale
-        g = jnp.sum(vis_guide_surrogate(t.log_p, t.log_q)) * t.scale
+        sg, point = jax.lax.stop_gradient, t.log_q_point
+        # point-mass sites follow the IS log-likelihood of log p - log q_point (MAP with the
+        # Jacobian of an unconstrained point estimate); the guide's score terms exclude them
+        log_px = jnp.sum(vis_model_surrogate(t.log_p - point, sg(t.log_q - point))) * t.scale
+        g = jnp.sum(vis_guide_surrogate(t.log_p, t.log_q - point + sg(point))) * t.scale
         loss = -log_px + (g - jax.lax.stop_gradient(g))
         return {"loss": loss, "mutable_state": reduce_mutable_state(t.mutable_state)}
 

@@ -13,7 +13,9 @@ import pyro
 import torch
 from pyro.infer.mcmc.util import initialize_model
 
-from vidiv.errors import ModelStructureError
+from vidiv.errors import ModelStructureError, model_params_error, point_mass_latent_error
+
+from ._traces import delta_of
 
 __all__ = ["check_structure", "check_params_and_point_masses", "FlatPotential"]
 
@@ -23,12 +25,6 @@ _LIMITATION = (
 )
 
 
-def _is_point_mass(fn) -> bool:
-    while hasattr(fn, "base_dist"):  # Independent, Masked, Expanded, Transformed wrappers
-        fn = fn.base_dist
-    return isinstance(fn, pyro.distributions.Delta)
-
-
 def check_params_and_point_masses(trace, driver: str) -> None:
     """Refuse model parameters (``pyro.param``), which the particle and Gaussian drivers cannot
     learn, and latent point masses (``Delta``), which have no density to move.
@@ -36,27 +32,15 @@ def check_params_and_point_masses(trace, driver: str) -> None:
     ``trace`` is a ``poutine.Trace`` of the model; ``driver`` names the caller in messages."""
     params = {n: s["value"] for n, s in trace.nodes.items() if s["type"] == "param"}
     if params:
-        shown = ", ".join(
+        shown = [
             f"{n} = {v.detach().cpu().numpy().round(4).tolist()}" if v.numel() <= 4 else n
             for n, v in params.items()
-        )
-        raise ModelStructureError(
-            f"{driver} cannot learn model parameters, and the model has pyro.param sites "
-            f"{list(params)}: it would hold them at their current values ({shown}). Fit them "
-            "by maximum likelihood with pyro.infer.SVI(model, guide, optim, loss=...) and "
-            "loss=vidiv.pyro.AlphaDivergence() or vidiv.pyro.ChiSquaredVIS() (both learn model "
-            "and guide parameters); or give them a prior (pyro.sample) so that they become "
-            "latents; or, to keep them fixed on purpose, pass them in as model arguments or hide "
-            "them: pyro.poutine.block(model, hide_types=['param'])."
-        )
+        ]
+        hide = "pyro.poutine.block(model, hide_types=['param'])"
+        raise model_params_error(driver, "pyro", shown, hide)
     for name, site in trace.nodes.items():
-        if site["type"] == "sample" and not site["is_observed"] and _is_point_mass(site["fn"]):
-            raise ModelStructureError(
-                f"latent site {name!r} is a point mass (Delta): it has no density for {driver} "
-                "to move. If it is a function of other sites, record it with "
-                f"pyro.deterministic({name!r}, value); if it is a free point estimate, give it "
-                "a prior distribution, or fit it with pyro.infer.SVI and an AutoDelta guide."
-            )
+        if site["type"] == "sample" and not site["is_observed"] and delta_of(site["fn"]):
+            raise point_mass_latent_error(driver, "pyro", name)
 
 
 def check_structure(model: Callable, args: tuple, kwargs: dict) -> None:

@@ -131,8 +131,12 @@ def check_traces(model_trace, guide_trace, max_plate_nesting: float, objective: 
             try:
                 check_model_guide_match(model_trace, guide_trace, nesting)
             except ValueError as e:
-                fix = _SHAPE_FIX if "disagree" in str(e) else _FACTOR_FIX
-                raise ModelStructureError(f"{objective}: {e}. {fix}") from e
+                msg = str(e).rstrip(".")
+                if "disagree" in msg:
+                    msg = f"{msg}. {_SHAPE_FIX}"
+                elif "has_rsample" not in msg:  # Pyro's own message already says what to pass
+                    msg = f"{msg}. {_FACTOR_FIX}"
+                raise ModelStructureError(f"{objective}: {msg}") from e
         guide_trace = prune_subsample_sites(guide_trace)
         model_trace = prune_subsample_sites(model_trace)
         try:

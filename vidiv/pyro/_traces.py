@@ -23,13 +23,13 @@ semantics) and the result has shape ``(S,)``; this is what a *linear* objective 
 gradient only through the guide's parameters and ``log p(x, sg z)`` only through the model's
 (``ChiSquaredVIS``, ``LogVariance``, the DReG correction). It detaches the *value* only: a
 ``Delta(v, log_density=ld)`` site keeps the gradient of ``ld``. Point masses are not detached: a
-non-auxiliary guide site whose distribution is a ``Delta`` with a constant ``log_density``
-(``AutoDelta``, the ``AutoDelta`` part
-of an ``AutoGuideList``, ``dist.Delta(pyro.param(...))``) is a point *estimate*, so its value keeps
-its gradient and follows the model's ``log p`` like a model parameter (MAP). Auxiliary ``Delta``
-sites (``DiffusionGuide``'s trajectory end) are detached as before; the ``Delta`` sites an
-``AutoContinuous`` guide emits are functions of its (detached) auxiliary latent and carry no
-gradient either way.
+guide site whose distribution is a ``Delta`` that is a point *estimate* (:func:`is_point_mass`:
+``AutoDelta``, the ``AutoDelta`` part of an ``AutoGuideList``, ``dist.Delta(pyro.param(...))``,
+``AutoLaplaceApproximation``'s latent) keeps its gradient and follows the model's ``log p`` like a
+model parameter (MAP); its ``log q`` (the ``-log|J|`` of an unconstrained point estimate) is
+returned apart as :attr:`Particles.log_q_point`, so the objectives put it into the MAP objective
+``log p - log q_point`` (as ``Trace_ELBO`` does) and not into the guide's score terms. An auxiliary
+``Delta`` with a density (``DiffusionGuide``'s trajectory end) is detached like any sample.
 
 A model with no latent sample site (observed sites and parameters only) is accepted: ``log q = 0``,
 every particle has the same ``log w = log p(x | theta)``, and every objective is
@@ -59,10 +59,11 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from ..errors import ModelStructureError, NonFiniteError
+from ..errors import ModelStructureError, NonFiniteError, guide_factor_error
 from ..estimators import check_log_weights
 
 __all__ = [
+    "delta_of",
     "DetachSamples",
     "NotVectorisedError",
     "first_particle_matches",
@@ -80,18 +81,28 @@ class NotVectorisedError(ModelStructureError):
     objective then falls back to a loop over particles)."""
 
 
-def is_point_mass(site) -> bool:
-    """``True`` for a non-auxiliary sample site whose distribution is a ``Delta`` (possibly
-    wrapped in ``Independent`` / ``ExpandedDistribution`` / ``MaskedDistribution``) with a
-    constant ``log_density``. A ``Delta(v, log_density=ld)`` whose ``ld`` carries a gradient
-    reports a density (a path log density, say), not a point estimate, and is detached."""
-    if site["infer"].get("is_auxiliary"):
-        return False
-    fn = site["fn"]
+def delta_of(fn) -> dist.Delta | None:
+    """The ``Delta`` under ``fn``'s wrappers (``Independent``, ``Expanded``, ``Masked``), or
+    ``None``."""
     while not isinstance(fn, dist.Delta) and hasattr(fn, "base_dist"):
         fn = fn.base_dist
-    if not isinstance(fn, dist.Delta):
+    return fn if isinstance(fn, dist.Delta) else None
+
+
+def is_point_mass(site) -> bool:
+    """``True`` for a latent site whose distribution is a ``Delta`` (possibly wrapped in
+    ``Independent`` / ``ExpandedDistribution`` / ``MaskedDistribution``) that is a point
+    estimate: a non-auxiliary one (``AutoDelta``, ``dist.Delta(pyro.param(...))``, the per-site
+    ``Delta`` an ``AutoContinuous`` guide emits), or an auxiliary one whose ``log_density`` is a
+    constant (``AutoLaplaceApproximation``'s ``_auto_latent``). An auxiliary ``Delta(v,
+    log_density=ld)`` whose ``ld`` carries a gradient reports a density (``DiffusionGuide``'s
+    path log density), not a point estimate, and is detached. The same rule as
+    :func:`vidiv.numpyro._traces.is_point_mass`."""
+    fn = delta_of(site["fn"])
+    if fn is None:
         return False
+    if not site["infer"].get("is_auxiliary"):
+        return True
     ld = fn.log_density
     return not (isinstance(ld, torch.Tensor) and ld.requires_grad)
 
@@ -115,6 +126,7 @@ class Particles:
     log_p: torch.Tensor  #: (S, *indep) log p(x, z_s), unscaled per datum of the common plates
     log_q: torch.Tensor  #: (S, *indep) log q(z_s)
     log_q_score: torch.Tensor | None  #: log q of the non-reparameterised guide sites, or None
+    log_q_point: torch.Tensor | float  #: log q of the point-mass guide sites (0. without any)
     scale: float  #: size / subsample_size of the common plates (1.0 without subsampling)
     plates: tuple[str, ...]  #: names of the common plates, in dim order
     non_reparam: tuple[str, ...]  #: guide sites whose distribution has no rsample
@@ -226,7 +238,9 @@ def _reduce(lp, keep: tuple[int, ...], shape: tuple[int, ...], name: str, limit:
 
 
 def _log_densities(sites, keep, shape, common_scale, limit, want_score=False):
-    total = 0.0
+    """(total, score part, point-mass part) of the sites' log densities; the last two only
+    with ``want_score`` (a guide)."""
+    total, point = 0.0, 0.0
     score = None
     for s in sites:
         try:
@@ -240,7 +254,9 @@ def _log_densities(sites, keep, shape, common_scale, limit, want_score=False):
         total = total + lp
         if want_score and not s["fn"].has_rsample:
             score = lp if score is None else score + lp
-    return total, score
+        if want_score and is_point_mass(s):
+            point = point + lp
+    return total, score, point
 
 
 def _check_data(sites) -> None:
@@ -270,11 +286,23 @@ def _one_pass(model, guide, args, kwargs, plate, detach, replay):
     with stack:
         if detach:
             stack.enter_context(DetachSamples())
+        if replay is not None and detach:
+            # point masses are recomputed, not replayed: a Delta that is a function of a
+            # sample (AutoContinuous's per-site Delta) then sees the detached sample
+            replay = _without_point_masses(replay)
         g = guide if replay is None else poutine.replay(guide, trace=replay)
         raw = poutine.trace(plate(g) if plate else g).get_trace(*args, **kwargs)
     mt = poutine.trace(poutine.replay(plate(model) if plate else model, trace=raw))
     mt = mt.get_trace(*args, **kwargs)
     return raw, mt
+
+
+def _without_point_masses(trace):
+    out = trace.copy()
+    for name, site in list(out.nodes.items()):
+        if site["type"] == "sample" and not site["is_observed"] and is_point_mass(site):
+            out.remove_node(name)
+    return out
 
 
 def _subsample_only(trace):
@@ -326,25 +354,30 @@ def trace_particles(
     model_sites = _sites(mts[0])
     guide_sites = _sites(raws[0])
     _validate(model_sites, guide_sites, objective)
+    factors = [s["name"] for s in guide_sites if s["is_observed"]]
+    if detach and factors:  # log q at a fixed sample (score forms, DReG's detached pass)
+        raise guide_factor_error(objective, factors[0])
     common, scale = _common_frames(model_sites + guide_sites, per_datum)
     sizes = tuple(int(f[2]) for f in common)
     dims = tuple(f[1] for f in common)
-    lps, lqs, scores = [], [], []
+    lps, lqs, scores, points = [], [], [], []
     for raw, mt in zip(raws, mts, strict=True):
         ms, gs = (model_sites, guide_sites) if raw is raws[0] else (_sites(mt), _sites(raw))
         if vectorize:
             keep, shape, limit = (dim,) + dims, (S,) + sizes, -dim
         else:
             keep, shape, limit = dims, sizes, None
-        lp, _ = _log_densities(ms, keep, shape, scale, limit)
-        lq, sc = _log_densities(gs, keep, shape, scale, limit, want_score=True)
+        lp, _, _ = _log_densities(ms, keep, shape, scale, limit)
+        lq, sc, pt = _log_densities(gs, keep, shape, scale, limit, want_score=True)
         lps.append(lp)
         lqs.append(lq)
         scores.append(sc)
+        points.append(pt)
     if vectorize:
-        log_p, log_q, log_q_score = lps[0], lqs[0], scores[0]
+        log_p, log_q, log_q_score, log_q_point = lps[0], lqs[0], scores[0], points[0]
     else:
         log_p, log_q = torch.stack(lps), torch.stack(lqs)
+        log_q_point = torch.stack(points) if isinstance(points[0], torch.Tensor) else 0.0
         log_q_score = None if scores[0] is None else torch.stack(scores)
     if not isinstance(log_p, torch.Tensor):  # a model without sample sites
         log_p = torch.zeros(shape if vectorize else (S,) + sizes)
@@ -357,6 +390,7 @@ def trace_particles(
         log_p=log_p,
         log_q=log_q,
         log_q_score=log_q_score,
+        log_q_point=log_q_point,
         scale=scale,
         plates=tuple(f[0] for f in common),
         non_reparam=non_reparam,

@@ -87,6 +87,8 @@ class AlphaDivergence(ParticleELBO):
                 "standard VR gradient, 'dreg' the doubly-reparameterised one."
             )
         self.gradient = gradient
+        if gradient == "dreg":  # messages name the estimator that needs what they ask for
+            self._name = "AlphaDivergence(gradient='dreg')"
         super().__init__(num_particles, max_plate_nesting, vectorize_particles, **host)
 
     _name = "AlphaDivergence"
@@ -123,7 +125,12 @@ class AlphaDivergence(ParticleELBO):
         # the same draws with detached samples: log q_phi(sg z) carries only the direct
         # (score) dependence on phi, log p_theta(x, sg z) only the model parameters'
         d = self.particles(model, guide, args, kwargs, detach=True, replay=p.raw_guide_traces)
-        # value log q, gradient (total - direct) = the path term d log q / dz * dz / dphi
-        log_q_stopped = p.log_q - d.log_q + d.log_q.detach()
-        log_p_model = d.log_p if has_model_params else None
+        # value log q, gradient (total - direct) = the path term d log q / dz * dz / dphi; a
+        # point mass keeps its log q (it is not a sample: no score term to remove)
+        point = d.log_q_point
+        direct = d.log_q - point
+        log_q_stopped = p.log_q - direct + direct.detach()
+        # model parameters and point masses follow the IS weights: sum_s w_s grad log w_s
+        has_points = isinstance(point, torch.Tensor)
+        log_p_model = d.log_p - point if has_model_params or has_points else None
         return renyi_dreg_surrogate(p.log_p, log_q_stopped, self.alpha, log_p_model)

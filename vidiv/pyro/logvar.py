@@ -28,8 +28,10 @@ log-likelihood gradient :math:`\sum_{s\in K}\mathrm{softmax}(\log w)_s\nabla_\th
 p_\theta(x, z_s)`, as in :class:`~vidiv.pyro.ChiSquaredVIS` (a consistent estimate of
 :math:`\nabla_\theta\log p_\theta(x)`: maximum likelihood / empirical Bayes). Here ``m`` is taken
 over the particles' totals (the same totals as the variance), not per datum. Point-mass guide
-sites (``AutoDelta``, ``dist.Delta(pyro.param(...))``; not auxiliary) are point estimates: their
-values are not detached, so they follow the same gradient as a model parameter (MAP). A parameter
+sites (``AutoDelta``, ``dist.Delta(pyro.param(...))``, ``AutoLaplaceApproximation``'s latent) are
+point estimates: their values are not detached, so they follow the same gradient as a model
+parameter, of :math:`\log p - \log q_\delta` (MAP, with the Jacobian an unconstrained point
+estimate carries, as ``Trace_ELBO`` has it). A parameter
 used by *both* the model and the guide (unusual) gets the sum of the two gradients. A model with
 no latent site has variance 0; the loss is then :math:`-\log p(x\mid\theta)` (maximum likelihood,
 as with ``Trace_ELBO`` and an empty guide).
@@ -47,9 +49,11 @@ vector, which is what VarGrad's identity is about; the variance is taken over pa
 totals. Subsampling is therefore allowed in any plate (the log ratio is linear in the data), and
 the scaled total is an unbiased estimate of the full-data log ratio at each sample.
 
-A guide that emits ``Delta(x, log_density=path_log_q)`` (e.g. :class:`~vidiv.pyro.DiffusionGuide`)
-keeps the gradient of ``path_log_q``: only the sampled value is detached, so the loss is the
-path-space log-variance loss (a particle is then a trajectory).
+A guide that reports its sample on an *auxiliary* ``Delta(x, log_density=path_log_q)`` site (and
+the model's sites as ``Delta`` functions of it, as :class:`~vidiv.pyro.DiffusionGuide` does) keeps
+the gradient of ``path_log_q``: only the sampled value is detached, so the loss is the path-space
+log-variance loss (a particle is then a trajectory). A non-auxiliary ``Delta`` is a point estimate
+(see above), as in NumPyro.
 
 Example
 -------
@@ -139,8 +143,12 @@ class LogVariance(ParticleELBO):
                 stacklevel=2,
             )
         kept = kept_mask(p.log_p, p.log_q, self.max_rnd)
-        log_p = torch.where(kept, p.log_p, torch.full_like(p.log_p, -math.inf))
-        m = vis_model_surrogate(log_p, torch.where(kept, p.log_q, torch.zeros_like(p.log_q)))
+        # point masses follow log p - log q_point (an unconstrained point estimate keeps its
+        # Jacobian term); the rest of log q enters detached
+        point = p.log_q_point
+        log_p = torch.where(kept, p.log_p - point, torch.full_like(p.log_p, -math.inf))
+        rest = (p.log_q - point).detach()
+        m = vis_model_surrogate(log_p, torch.where(kept, rest, torch.zeros_like(rest)))
         if not any(not s["is_observed"] for s in _sites(p.model_trace)):
             return -m  # no latent site: the variance is 0 and the loss is -log p(x | theta)
         return out.loss - (m - m.detach())

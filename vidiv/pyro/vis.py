@@ -15,6 +15,10 @@ Because the samples are detached, ``log p`` carries only theta and ``log q`` onl
 the surrogates gives each its own gradient. The loss reported is :math:`-\log\hat p(x)`; the CUBO
 :math:`\tfrac12\log\hat V` (chi-square upper bound) of the same samples is kept in
 :attr:`ChiSquaredVIS.last_cubo`, and :meth:`ChiSquaredVIS.cubo` evaluates it with fresh samples.
+Point-mass guide sites (``AutoDelta``, ``AutoLaplaceApproximation``'s latent,
+``dist.Delta(pyro.param(...))``) are point estimates: their values keep the gradient and follow
+the IS log-likelihood of :math:`\log p - \log q_\delta` like model parameters (MAP with the
+Jacobian term an unconstrained point estimate carries, as ``Trace_ELBO`` has it).
 Local latents in a plate common to all sites are handled per datum (the plate may be subsampled:
 the sums are scaled by ``size / subsample_size``).
 
@@ -36,6 +40,17 @@ from ..estimators import vis_guide_surrogate, vis_model_surrogate
 from ._elbo import ParticleELBO
 
 __all__ = ["ChiSquaredVIS"]
+
+
+def _surrogates(p) -> tuple[torch.Tensor, torch.Tensor]:
+    """(IS log-likelihood surrogate, chi-square guide surrogate), summed and scaled. A point
+    mass's log q belongs to the former (with its gradient) and not to the score terms."""
+    point = p.log_q_point
+    sg_point = point.detach() if isinstance(point, torch.Tensor) else point
+    rest = p.log_q - point
+    model_part = vis_model_surrogate(p.log_p - point, rest.detach()).sum() * p.scale
+    guide_part = vis_guide_surrogate(p.log_p, rest + sg_point).sum() * p.scale
+    return model_part, guide_part
 
 
 class ChiSquaredVIS(ParticleELBO):
@@ -66,15 +81,15 @@ class ChiSquaredVIS(ParticleELBO):
         """``-log p-hat(x)`` (IS estimate) as a float; also sets :attr:`last_cubo`."""
         with torch.no_grad():
             p = self.particles(model, guide, args, kwargs, detach=True)
-            self.last_cubo = as_float(0.5 * vis_guide_surrogate(p.log_p, p.log_q).sum() * p.scale)
-            return -as_float(vis_model_surrogate(p.log_p, p.log_q).sum() * p.scale)
+            model_part, guide_part = _surrogates(p)
+            self.last_cubo = as_float(0.5 * guide_part)
+            return -as_float(model_part)
 
     def differentiable_loss(self, model, guide, *args, **kwargs) -> torch.Tensor:
         """Value ``-log p-hat(x)``; gradient: IS log-likelihood for the model's parameters,
         forward chi-square score gradient for the guide's."""
         p = self.particles(model, guide, args, kwargs, detach=True)
-        model_part = vis_model_surrogate(p.log_p, p.log_q).sum() * p.scale
-        guide_part = vis_guide_surrogate(p.log_p, p.log_q).sum() * p.scale
+        model_part, guide_part = _surrogates(p)
         self.last_cubo = as_float(0.5 * guide_part.detach())
         return -model_part + (guide_part - guide_part.detach())
 
