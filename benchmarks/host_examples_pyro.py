@@ -37,8 +37,8 @@ EXAMPLES = {
     ),
     "examples/sparse_regression.py": (
         (),
-        {"num_data": 100, "num_steps": 200, "num_dimensions": 20, "num_restarts": 2,
-         "sigma": 0.05, "active_dimensions": 4, "quadratic_dimensions": 2, "lr": 0.3},
+        {"num_data": 750, "num_steps": 200, "num_dimensions": 100, "num_restarts": 2,
+         "sigma": 0.05, "active_dimensions": 10, "quadratic_dimensions": 5, "lr": 0.3},
     ),  # fmt: skip
     "examples/svi_torch.py": (
         (),
@@ -159,9 +159,13 @@ def main(argv=None) -> None:
             results[ex][OBJECTIVES.get(kind, "Pyro's own ELBO (reference)")] = rec
             print(f"{ex:40s} {kind:10s} {rec['status']:8s} {rec['seconds']:6.1f} s "
                   f"last loss {rec.get('last_loss')} {rec.get('message', '')[:120]}", flush=True)
-    meta = {"pyro": pyro.__version__, "arguments": {ex: EXAMPLES[ex][1] for ex in args.examples},
+    merged = json.loads(args.out.read_text()) if args.out.exists() else {}  # other examples kept
+    merged.update(results)
+    done = [ex for ex in EXAMPLES if ex in merged]
+    meta = {"pyro": pyro.__version__, "arguments": {ex: EXAMPLES[ex][1] for ex in done},
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}  # fmt: skip
-    args.out.write_text(json.dumps({"_meta": meta, **results}, indent=1) + "\n")
+    merged["_meta"] = meta
+    args.out.write_text(json.dumps(merged, indent=1) + "\n")
     print(f"wrote {args.out}")
 
 

@@ -2,15 +2,24 @@
 
 vidiv demo [--backend all|pyro|numpyro] [--methods all|m1,m2,...] [--steps N] [--out DIR]
            [--seed S]
-vidiv bench [--quick] [--backend ...] [--methods ...] [--posteriors ...]
+vidiv bench [--checkout DIR] [--quick] [--backend ...] [--methods ...] [--posteriors ...]
+
+``vidiv bench`` runs ``benchmarks/posteriordb.py`` of a vidiv *source checkout*: the one named
+by ``--checkout``, or else the one this package is installed from (an editable install). It never
+imports code from the working directory: a checkout is recognised by its ``pyproject.toml``
+naming the project ``vidiv`` and by ``benchmarks/posteriordb.py``, and the benchmark runs in a
+child process whose working directory is that checkout.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import os
+import re
+import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from .errors import VidivError
 
@@ -75,7 +84,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="vidiv-demo-out", help="output folder (netCDF + PNG)")
     demo.add_argument("--seed", type=int, default=0, help="random seed")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bars")
-    bench = sub.add_parser("bench", help="posteriordb benchmark (run from a source checkout)")
+    bench = sub.add_parser("bench", help="posteriordb benchmark of a vidiv source checkout")
+    bench.add_argument(
+        "--checkout",
+        default=None,
+        help="vidiv source checkout to benchmark (default: the one vidiv is installed from)",
+    )
     bench.add_argument("--quick", action="store_true", help="few steps and posteriors")
     bench.add_argument("--backend", default="all")
     bench.add_argument("--methods", default="all")
@@ -84,34 +98,69 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _out_dir(text: str) -> Path:
+    """The demo's output folder, created; :class:`VidivError` with the reason if it cannot be."""
+    if not text.strip():
+        raise VidivError("--out is empty; give the folder to write the demo's files to")
+    out = Path(text).expanduser()
+    if out.exists() and not out.is_dir():
+        raise VidivError(f"--out {text!r} is an existing file, not a folder; choose another path")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # under a file, permission denied, read-only file system, ...
+        reason = err.strerror or str(err)
+        raise VidivError(f"cannot create the output folder {text!r}: {reason}") from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise VidivError(f"cannot write to the output folder {text!r}; choose a writable path")
+    return out
+
+
+def is_checkout(path: Path) -> bool:
+    """Whether ``path`` is a vidiv source checkout: its ``pyproject.toml`` names the project
+    ``vidiv`` and it has ``benchmarks/posteriordb.py``."""
+    project = path / "pyproject.toml"
+    if not (project.is_file() and (path / "benchmarks" / "posteriordb.py").is_file()):
+        return False
+    return re.search(r'(?m)^name\s*=\s*"vidiv"\s*$', project.read_text()) is not None
+
+
+def _checkout(given: str | None) -> Path:
+    if given is not None:
+        path = Path(given).expanduser().resolve()
+        if not is_checkout(path):
+            raise VidivError(
+                f"--checkout {given!r} is not a vidiv source checkout (it needs a pyproject.toml "
+                "naming the project vidiv and benchmarks/posteriordb.py)"
+            )
+        return path
+    installed = Path(__file__).resolve().parents[1]
+    if is_checkout(installed):
+        return installed
+    raise VidivError(
+        "'vidiv bench' runs benchmarks/posteriordb.py of a vidiv source checkout, and this vidiv "
+        "is not installed from one; pass --checkout PATH (a git clone of vidiv)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "demo":
+            out = _out_dir(args.out)
             from ._demo.main import run_demo
 
             run_demo(
                 backends=args.backend,
                 methods=args.methods,
                 steps=args.steps,
-                out=args.out,
+                out=out,
                 seed=args.seed,
                 progress=not args.no_progress,
             )
             return 0
-        sys.path.insert(0, ".")
-        if importlib.util.find_spec("benchmarks") is None or (
-            importlib.util.find_spec("benchmarks.posteriordb") is None
-        ):
-            print(
-                "vidiv: error: 'vidiv bench' runs benchmarks/posteriordb.py; run it from the root "
-                "of a vidiv source checkout",
-                file=sys.stderr,
-            )
-            return 2
-        from benchmarks import posteriordb
-
-        return int(posteriordb.main(_bench_argv(args)) or 0)
+        root = _checkout(args.checkout)
+        cmd = [sys.executable, "-m", "benchmarks.posteriordb", *_bench_argv(args)]
+        return subprocess.run(cmd, cwd=root, check=False).returncode
     except VidivError as err:
         print(f"vidiv: error: {err}", file=sys.stderr)
         return 2

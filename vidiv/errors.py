@@ -14,6 +14,7 @@ __all__ = [
     "NonFiniteError",
     "UnsupportedSupportError",
     "guide_factor_error",
+    "no_inverse_error",
     "model_params_error",
     "point_mass_latent_error",
 ]
@@ -66,6 +67,18 @@ def point_mass_latent_error(driver: str, host: str, name: str) -> ModelStructure
     )
 
 
+def no_inverse_error(objective: str, site: str, distribution: str, why: str) -> ModelStructureError:
+    """The refusal of a guide site whose log q at a detached draw needs the inverse of a flow
+    that has none (Pyro's ``BlockAutoregressive``; NumPyro's where no intermediate helps)."""
+    return ModelStructureError(
+        f"{objective}: site '{site}' needs log q at a detached sample, which its distribution "
+        f"({distribution}) can only give through the inverse of its transform, and that transform "
+        f"has none ({why}). Use a guide with an invertible flow (AutoIAFNormal, AutoNormal, "
+        "AutoMultivariateNormal) with this objective, or use AlphaDivergence(gradient='reparam') "
+        "(reparameterised gradients need no inverse)."
+    )
+
+
 def guide_factor_error(objective: str, site: str) -> ModelStructureError:
     """The refusal of a guide with a ``factor`` site (``AutoDAIS`` and its variants) by an
     objective whose gradient needs ``log q`` at a fixed sample (score forms, DReG)."""
@@ -79,20 +92,50 @@ def guide_factor_error(objective: str, site: str) -> ModelStructureError:
     )
 
 
+def _is_bool(x) -> bool:
+    """``True``, ``np.True_``, a boolean 0-d array or tensor: not numbers here."""
+    if isinstance(x, bool):
+        return True
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and str(dtype).rsplit(".", 1)[-1] in ("bool", "bool_")
+
+
+def _as_integer(x) -> int | None:
+    """``x`` as an ``int`` if it is an integral number (``int``, ``np.int64``, a 0-d integer
+    array or tensor, an integral float such as ``8.0``), else ``None``."""
+    import operator
+
+    if _is_bool(x) or isinstance(x, str | bytes):
+        return None
+    try:
+        return operator.index(x)
+    except TypeError:
+        pass
+    if getattr(x, "ndim", 0) != 0:
+        return None
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return None
+    return int(value) if value.is_integer() else None
+
+
 def check_num_particles(num_particles: int, minimum: int = 1, name: str = "num_particles") -> int:
-    """Validate a particle count, returning it as an ``int``."""
-    if isinstance(num_particles, bool) or not isinstance(num_particles, int | float):
-        raise InvalidArgumentError(
-            f"{name} must be an integer >= {minimum}, got {num_particles!r} "
-            f"({type(num_particles).__name__})."
-        )
-    if int(num_particles) != num_particles or num_particles < minimum:
+    """Validate a particle count, returning it as an ``int``: any integral number (``8``,
+    ``np.int64(8)``, a 0-d integer tensor, ``8.0``) ``>= minimum``; booleans are refused.
+
+    >>> import numpy as np
+    >>> check_num_particles(np.int64(8)), check_num_particles(8.0)
+    (8, 8)
+    """
+    value = _as_integer(num_particles)
+    if value is None or value < minimum:
         why = " (the variance over particles needs at least two)" if minimum == 2 else ""
         raise InvalidArgumentError(
-            f"{name} must be an integer >= {minimum}{why}, got {num_particles!r}; "
-            f"pass e.g. {name}={max(minimum, 16)}."
+            f"{name} must be an integer >= {minimum}{why}, got {num_particles!r} "
+            f"({type(num_particles).__name__}); pass e.g. {name}={max(minimum, 16)}."
         )
-    return int(num_particles)
+    return value
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:
@@ -100,6 +143,8 @@ def check_alpha(alpha: float, name: str = "alpha") -> float:
     import math
 
     try:
+        if _is_bool(alpha) or isinstance(alpha, str | bytes):
+            raise TypeError
         value = float(alpha)
     except (TypeError, ValueError):
         raise InvalidArgumentError(

@@ -45,17 +45,35 @@ def test_check_log_weights_messages():
     check_log_weights(np.array([-np.inf, 0.0]))  # one finite particle is fine
 
 
-@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "half", None])
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "half", None, True, False,
+                                 np.True_, "0.5"])  # fmt: skip
 def test_check_alpha(bad):
     with pytest.raises(VidivError, match="alpha must be"):
         check_alpha(bad)
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.5, True, "8"])
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True, np.True_, "8", np.array([8]), np.int64(0)])
 def test_check_num_particles(bad):
     with pytest.raises(InvalidArgumentError, match="num_particles must be an integer >= 1"):
         check_num_particles(bad)
-    assert check_num_particles(8.0) == 8
+
+
+def test_any_integral_number_is_a_particle_count():
+    # issue 15: np.int64(8) and 0-d tensors were refused as "not an integer"
+    import jax.numpy as jnp
+    import torch
+
+    for good in (8, 8.0, np.int64(8), np.array(8), torch.tensor(8), jnp.array(8),
+                 torch.tensor(8.0)):  # fmt: skip
+        assert check_num_particles(good) == 8 and type(check_num_particles(good)) is int
+    with pytest.raises(InvalidArgumentError, match="got tensor\\(True\\)"):
+        check_num_particles(torch.tensor(True))
+
+
+def test_alpha_accepts_numbers_of_any_kind():
+    import torch
+
+    assert check_alpha(np.float32(0.5)) == 0.5 and check_alpha(torch.tensor(2.0)) == 2.0
 
 
 def test_errors_are_value_errors():

@@ -35,7 +35,7 @@ from jax import random
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.primitives import Messenger
 
-from ..errors import ModelStructureError, NonFiniteError, guide_factor_error
+from ..errors import ModelStructureError, NonFiniteError, guide_factor_error, no_inverse_error
 from ._host import host_checks, map_particles, warn_mutable_state
 
 __all__ = [
@@ -138,13 +138,7 @@ class ParticleTerms(NamedTuple):
 
 
 def _no_inverse(site: dict, objective: str, why: str) -> ModelStructureError:
-    return ModelStructureError(
-        f"{objective}: site '{site['name']}' needs log q at a detached sample, which its "
-        f"distribution ({type(site['fn']).__name__}) can only give through the inverse of its "
-        f"transform, and that transform has none ({why}). Use a guide with an invertible flow "
-        "(AutoIAFNormal, AutoNormal, AutoMultivariateNormal) with this objective, or use "
-        "AlphaDivergence(gradient='reparam') (reparameterised gradients need no inverse)."
-    )
+    return no_inverse_error(objective, site["name"], type(site["fn"]).__name__, why)
 
 
 def _implicit_inverse(transform, x0: jax.Array, y: jax.Array) -> jax.Array | None:

@@ -59,7 +59,7 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from ..errors import ModelStructureError, NonFiniteError, guide_factor_error
+from ..errors import ModelStructureError, NonFiniteError, guide_factor_error, no_inverse_error
 from ..estimators import check_log_weights
 
 __all__ = [
@@ -237,7 +237,15 @@ def _reduce(lp, keep: tuple[int, ...], shape: tuple[int, ...], name: str, limit:
     return lp.expand(shape)
 
 
-def _log_densities(sites, keep, shape, common_scale, limit, want_score=False):
+def _flow(fn):
+    """The ``TransformedDistribution`` under ``fn``'s wrappers, or ``None``."""
+    while not isinstance(fn, dist.TransformedDistribution) and hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn if isinstance(fn, dist.TransformedDistribution) else None
+
+
+def _log_densities(sites, keep, shape, common_scale, limit, want_score=False,
+                   objective="this objective"):
     """(total, score part, point-mass part) of the sites' log densities; the last two only
     with ``want_score`` (a guide)."""
     total, point = 0.0, 0.0
@@ -248,6 +256,13 @@ def _log_densities(sites, keep, shape, common_scale, limit, want_score=False):
         except ValueError as err:  # distribution validation rejects NaN data first
             _check_data([s])
             raise err
+        except (KeyError, NotImplementedError) as err:
+            # a flow without an inverse (BlockAutoregressive) at a detached draw: its cache
+            # holds only the draw it made itself
+            if not isinstance(s["value"], torch.Tensor) or _flow(s["fn"]) is None:
+                raise
+            why = f"{type(err).__name__}: {str(err).strip(chr(34))}"
+            raise no_inverse_error(objective, s["name"], type(s["fn"]).__name__, why) from err
         rel = s["scale"] / common_scale if common_scale != 1.0 else s["scale"]
         lp = scale_and_mask(lp, rel, s["mask"])
         lp = _reduce(lp, keep, shape, s["name"], limit)
@@ -367,8 +382,9 @@ def trace_particles(
             keep, shape, limit = (dim,) + dims, (S,) + sizes, -dim
         else:
             keep, shape, limit = dims, sizes, None
-        lp, _, _ = _log_densities(ms, keep, shape, scale, limit)
-        lq, sc, pt = _log_densities(gs, keep, shape, scale, limit, want_score=True)
+        lp, _, _ = _log_densities(ms, keep, shape, scale, limit, objective=objective)
+        lq, sc, pt = _log_densities(gs, keep, shape, scale, limit, want_score=True,
+                                    objective=objective)
         lps.append(lp)
         lqs.append(lq)
         scores.append(sc)
