@@ -14,6 +14,7 @@ __all__ = [
     "NonFiniteError",
     "UnsupportedSupportError",
     "guide_factor_error",
+    "check_observed",
     "no_inverse_error",
     "model_params_error",
     "point_mass_latent_error",
@@ -76,6 +77,30 @@ def no_inverse_error(objective: str, site: str, distribution: str, why: str) -> 
         f"has none ({why}). Use a guide with an invertible flow (AutoIAFNormal, AutoNormal, "
         "AutoMultivariateNormal) with this objective, or use AlphaDivergence(gradient='reparam') "
         "(reparameterised gradients need no inverse)."
+    )
+
+
+def check_observed(who: str, site: str, value, mask_hint: str) -> None:
+    """Raise :class:`NonFiniteError` if the observed ``value`` of ``site`` holds NaN or +-inf,
+    naming how many and what to do (``mask_hint``: the host's way to mask entries out).
+
+    >>> check_observed("FBGVI", "y", [0.0, 1.0], "obs_mask")  # finite: nothing happens
+    """
+    import numpy as np
+
+    try:
+        arr = np.asarray(value)
+    except Exception:  # noqa: BLE001 - a traced value: checked where it is concrete
+        return
+    if not np.issubdtype(arr.dtype, np.inexact):
+        return
+    nan, pinf, ninf = (int(f(arr).sum()) for f in (np.isnan, np.isposinf, np.isneginf))
+    if not (nan or pinf or ninf):
+        return
+    parts = [f"{n} {what}" for n, what in ((nan, "NaN"), (pinf, "+inf"), (ninf, "-inf")) if n]
+    raise NonFiniteError(
+        f"{who}: observed site '{site}' contains {' and '.join(parts)} value(s) out of "
+        f"{arr.size}. Drop or impute the missing data, or mask those entries out ({mask_hint})."
     )
 
 

@@ -456,3 +456,51 @@ def test_drivers_refuse_models_without_latents_and_discrete_latents(driver):
         else r"no mirror map for latent site 'k'",
     ):
         make(discrete).init(KEY)
+
+
+_BAD_DATA = {"nan": (float("nan"), "1 NaN"), "+inf": (float("inf"), "1 +inf"),
+             "-inf": (float("-inf"), "1 -inf")}  # fmt: skip
+
+
+def _data_model(bad):
+    y = jnp.array([0.5, bad, 1.5])
+
+    def model():
+        z = numpyro.sample("z", dist.Normal(0.0, 1.0))
+        with numpyro.plate("n", 3):
+            numpyro.sample("y", dist.Normal(z, 1.0), obs=y)
+
+    return model
+
+
+@pytest.mark.parametrize("bad", list(_BAD_DATA))
+@pytest.mark.parametrize("who", ["FBGVI", "MirroredSVGD", "ChiSquaredVIS", "AlphaDivergence"])
+def test_non_finite_observed_data_is_named(who, bad):
+    # issue 15: NumPyro answered "Cannot find valid initial parameters" for every driver
+    value, count = _BAD_DATA[bad]
+    model = _data_model(value)
+    expected = re.escape(f"{who}: observed site 'y' contains {count} value(s) out of 3")
+    with pytest.raises(NonFiniteError, match=expected + ".*obs_mask"):
+        if who == "FBGVI":
+            vn.FBGVI(model).run(KEY, 2, progress_bar=False)
+        elif who == "MirroredSVGD":
+            vn.MirroredSVGD(model, num_particles=5).run(KEY, 2, progress_bar=False)
+        else:  # a guide whose own initialisation does not read the data
+            def guide():
+                numpyro.sample("z", dist.Normal(numpyro.param("m", 0.0), 1.0))
+
+            loss = getattr(vn, who)(num_particles=4)
+            SVI(model, guide, numpyro.optim.Adam(0.01), loss).run(KEY, 2, progress_bar=False)
+
+
+@pytest.mark.parametrize("bad", list(_BAD_DATA))
+def test_fit_names_non_finite_data_before_the_autoguide_initialisation(bad):
+    # NumPyro's autoguides initialise with the data: the host's "Cannot find valid initial
+    # parameters" came first
+    from numpyro.infer.autoguide import AutoNormal
+
+    value, count = _BAD_DATA[bad]
+    model = _data_model(value)
+    svi = SVI(model, AutoNormal(model), numpyro.optim.Adam(0.01), vn.AlphaDivergence())
+    with pytest.raises(NonFiniteError, match=re.escape(f"fit: observed site 'y' contains {count}")):
+        vn.fit(svi, KEY, 2, progress_bar=False)

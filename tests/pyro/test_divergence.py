@@ -8,6 +8,7 @@ models that do not broadcast over particles are refused up front by the drivers.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import numpy as np
@@ -16,7 +17,7 @@ import pyro.distributions as dist
 import pytest
 import torch
 from pyro.infer import SVI
-from pyro.infer.autoguide import AutoMultivariateNormal
+from pyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
 import vidiv.pyro as vp
 from vidiv.errors import ModelStructureError, NonFiniteError, UnsupportedSupportError
@@ -229,3 +230,37 @@ def test_msvgd_refuses_a_single_draw_model_with_the_rewrite():
                        r"evaluates all particles.*X @ w or torch.mv\(X, w\) -> "
                        r"\(X \* w.unsqueeze\(-2\)\).sum\(-1\).*FBGVI"):
         vp.MirroredSVGD(single_draw_regression, 5).step()
+
+
+_BAD_DATA = {"nan": (float("nan"), "1 NaN"), "+inf": (float("inf"), "1 +inf"),
+             "-inf": (float("-inf"), "1 -inf")}  # fmt: skip
+
+
+def _data_model(bad):
+    y = torch.tensor([0.5, bad, 1.5])
+
+    def model():
+        z = pyro.sample("z", dist.Normal(0.0, 1.0))
+        with pyro.plate("n", 3):
+            pyro.sample("y", dist.Normal(z, 1.0), obs=y)
+
+    return model
+
+
+@pytest.mark.parametrize("bad", list(_BAD_DATA))
+@pytest.mark.parametrize("who", ["FBGVI", "MirroredSVGD", "ChiSquaredVIS", "AlphaDivergence"])
+def test_non_finite_observed_data_is_named(who, bad):
+    """Issue 15: NaN / +-inf data gave a distribution "Expected value argument" error, or inf
+    losses (MirroredSVGD); now the site, the count and the fix."""
+    pyro.clear_param_store()
+    value, count = _BAD_DATA[bad]
+    model = _data_model(value)
+    expected = re.escape(f"{who}: observed site 'y' contains {count} value(s) out of 3")
+    with pytest.raises(NonFiniteError, match=expected + ".*obs_mask"):
+        if who == "FBGVI":
+            vp.FBGVI(model).step()
+        elif who == "MirroredSVGD":
+            vp.MirroredSVGD(model, 5).step()
+        else:
+            loss = getattr(vp, who)(num_particles=4)
+            SVI(model, AutoNormal(model), pyro.optim.Adam({"lr": 0.01}), loss=loss).step()

@@ -177,7 +177,7 @@ def test_nan_data_names_the_site():
         with pyro.plate("n", 3):
             pyro.sample("y", dist.Normal(z, 1.0), obs=y)
 
-    with pytest.raises(NonFiniteError, match="observed data at site 'y' contain 1 NaN"):
+    with pytest.raises(NonFiniteError, match="observed site 'y' contains 1 NaN value.s. out of 3"):
         _walk(model, AutoNormal(model))
 
 
@@ -234,7 +234,7 @@ def _bad_models():
          r"torch.Size\(\[2, 1\]\)\. The guide must sample each latent site with the model's "
          "shape"),
         (enumerated, enum_guide, ModelStructureError, "does not enumerate"),
-        (nan_data, far_guide, NonFiniteError, "observed data at site 'x' contain 1 NaN"),
+        (nan_data, far_guide, NonFiniteError, "observed site 'x' contains 1 NaN value"),
         (outside, far_guide, NonFiniteError, "all .* log weights .* are -inf"),
     ]
 

@@ -18,7 +18,7 @@ from numpyro.infer.util import initialize_model
 
 from vidiv.errors import ModelStructureError, model_params_error, point_mass_latent_error
 
-from ._traces import delta_of
+from ._traces import check_observed_sites, delta_of
 
 __all__ = ["check_structure", "check_params_and_point_masses", "FlatPotential"]
 
@@ -38,7 +38,8 @@ def _shown(name: str, value: Any) -> str:
 
 def check_params_and_point_masses(trace: dict, driver: str) -> None:
     """Refuse model parameters (``numpyro.param``), which the particle and Gaussian drivers
-    cannot learn, and latent point masses (``Delta``), which have no density to move.
+    cannot learn, latent point masses (``Delta``), which have no density to move, and NaN /
+    +-inf observed data (named before the host's "Cannot find valid initial parameters").
 
     ``trace`` is a ``handlers.trace`` of the model; ``driver`` names the caller in messages."""
     params = {n: s["value"] for n, s in trace.items() if s["type"] == "param"}
@@ -49,6 +50,7 @@ def check_params_and_point_masses(trace: dict, driver: str) -> None:
     for name, site in trace.items():
         if site["type"] == "sample" and not site["is_observed"] and delta_of(site["fn"]):
             raise point_mass_latent_error(driver, "numpyro", name)
+    check_observed_sites(trace, driver)
 
 
 def check_structure(model: Callable, rng_key: Any, args: tuple, kwargs: dict) -> None:

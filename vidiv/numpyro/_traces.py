@@ -35,7 +35,12 @@ from jax import random
 from numpyro.handlers import replay, seed, substitute, trace
 from numpyro.primitives import Messenger
 
-from ..errors import ModelStructureError, NonFiniteError, guide_factor_error, no_inverse_error
+from ..errors import (
+    ModelStructureError,
+    check_observed,
+    guide_factor_error,
+    no_inverse_error,
+)
 from ._host import host_checks, map_particles, warn_mutable_state
 
 __all__ = [
@@ -239,21 +244,21 @@ def _validate(model_trace: dict, guide_trace: dict, objective: str) -> None:
                 f"{objective}: model latent site '{name}' is not sampled by the guide; every "
                 "latent site of the model needs a guide site of the same name."
             )
+    check_observed_sites(model_trace, objective)
+
+
+OBS_MASK_HINT = "pass obs_mask=jnp.isfinite(data) to numpyro.sample so they are imputed"
+
+
+def check_observed_sites(model_trace: dict, who: str) -> None:
+    """:func:`vidiv.errors.check_observed` on every concrete observed site of a NumPyro trace
+    (a masked distribution, e.g. ``obs_mask``, may hold NaN in the masked entries)."""
     for name, site in model_trace.items():
         if site["type"] != "sample" or not site["is_observed"]:
             continue
-        value = site["value"]
-        if not _is_concrete(value) or not jnp.issubdtype(jnp.result_type(value), jnp.inexact):
+        if not _is_concrete(site["value"]) or site["fn"].__class__.__name__ == "MaskedDistribution":
             continue
-        if site["fn"].__class__.__name__ == "MaskedDistribution":
-            continue  # masked entries (e.g. obs_mask) may legitimately hold NaN
-        bad = np.isnan(np.asarray(value))
-        if bad.any():
-            raise NonFiniteError(
-                f"{objective}: observed site '{name}' contains {int(bad.sum())} NaN value(s) "
-                f"out of {bad.size}. Drop or impute the missing data, or pass "
-                "obs_mask=~jnp.isnan(data) to numpyro.sample so they are imputed."
-            )
+        check_observed(who, name, site["value"], OBS_MASK_HINT)
 
 
 def _plate_sizes(model_trace: dict, guide_trace: dict, name: str) -> int:

@@ -29,11 +29,13 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpyro import handlers
 from numpyro.infer import SVI
 
 from ..diagnostics.monitor import FitResult, as_early_stop, check_fit_args
 from ..diagnostics.psis import psis_khat
 from ..errors import InvalidArgumentError, NonFiniteError, VidivError
+from ._traces import check_observed_sites
 from .results import make_log_weights_fn
 
 __all__ = ["fit"]
@@ -76,6 +78,17 @@ def fit(
         )
     check_fit_args(num_steps, monitor_every, num_khat_samples)
     stopper = as_early_stop(early_stop, monitor_every)
+    if init_state is None:
+        # NaN / +-inf data: name the site before the guide's initialisation fails on it with
+        # the host's "Cannot find valid initial parameters"
+        try:
+            with handlers.block():
+                model_trace = handlers.trace(handlers.seed(svi.model, rng_key)).get_trace(
+                    *args, **{**svi.static_kwargs, **kwargs}
+                )
+        except Exception:  # noqa: BLE001 - svi.init below reports what the model needs
+            model_trace = {}
+        check_observed_sites(model_trace, "fit")
     state = svi.init(rng_key, *args, **kwargs) if init_state is None else init_state
     all_kwargs = {**svi.static_kwargs, **kwargs}
     counter = {"n": 0}

@@ -15,7 +15,7 @@ from pyro.infer.mcmc.util import initialize_model
 
 from vidiv.errors import ModelStructureError, model_params_error, point_mass_latent_error
 
-from ._traces import delta_of
+from ._traces import _check_data, delta_of
 
 __all__ = ["check_structure", "check_params_and_point_masses", "FlatPotential"]
 
@@ -27,7 +27,8 @@ _LIMITATION = (
 
 def check_params_and_point_masses(trace, driver: str) -> None:
     """Refuse model parameters (``pyro.param``), which the particle and Gaussian drivers cannot
-    learn, and latent point masses (``Delta``), which have no density to move.
+    learn, latent point masses (``Delta``), which have no density to move, and NaN / +-inf
+    observed data (named before the host's initialisation fails on them).
 
     ``trace`` is a ``poutine.Trace`` of the model; ``driver`` names the caller in messages."""
     params = {n: s["value"] for n, s in trace.nodes.items() if s["type"] == "param"}
@@ -41,6 +42,7 @@ def check_params_and_point_masses(trace, driver: str) -> None:
     for name, site in trace.nodes.items():
         if site["type"] == "sample" and not site["is_observed"] and delta_of(site["fn"]):
             raise point_mass_latent_error(driver, "pyro", name)
+    _check_data([s for s in trace.nodes.values() if s["type"] == "sample"], driver)
 
 
 def check_structure(model: Callable, args: tuple, kwargs: dict) -> None:

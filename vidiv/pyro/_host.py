@@ -142,7 +142,8 @@ def check_traces(model_trace, guide_trace, max_plate_nesting: float, objective: 
         try:
             model_trace.compute_log_prob()
         except ValueError:  # distribution validation meets NaN data first: say which site
-            _check_data([s for s in model_trace.nodes.values() if s["type"] == "sample"])
+            _check_data([s for s in model_trace.nodes.values() if s["type"] == "sample"],
+                        objective)
             raise
         guide_trace.compute_log_prob()
         if validate:

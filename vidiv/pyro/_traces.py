@@ -59,7 +59,12 @@ from pyro.distributions.util import scale_and_mask
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.util import site_is_subsample
 
-from ..errors import ModelStructureError, NonFiniteError, guide_factor_error, no_inverse_error
+from ..errors import (
+    ModelStructureError,
+    check_observed,
+    guide_factor_error,
+    no_inverse_error,
+)
 from ..estimators import check_log_weights
 
 __all__ = [
@@ -254,7 +259,7 @@ def _log_densities(sites, keep, shape, common_scale, limit, want_score=False,
         try:
             lp = s["fn"].log_prob(s["value"], *s["args"], **s["kwargs"])
         except ValueError as err:  # distribution validation rejects NaN data first
-            _check_data([s])
+            _check_data([s], objective)
             raise err
         except (KeyError, NotImplementedError) as err:
             # a flow without an inverse (BlockAutoregressive) at a detached draw: its cache
@@ -274,16 +279,14 @@ def _log_densities(sites, keep, shape, common_scale, limit, want_score=False,
     return total, score, point
 
 
-def _check_data(sites) -> None:
+MASK_HINT = "poutine.mask, or obs_mask=torch.isfinite(data) to pyro.sample"
+
+
+def _check_data(sites, who: str = "this objective") -> None:
     for s in sites:
         v = s["value"]
         if s["is_observed"] and isinstance(v, torch.Tensor) and v.is_floating_point():
-            if bool(torch.isnan(v).any()):
-                n = int(torch.isnan(v).sum())
-                raise NonFiniteError(
-                    f"observed data at site {s['name']!r} contain {n} NaN value(s). Remove or "
-                    "impute them, or mask them out with poutine.mask / obs_mask."
-                )
+            check_observed(who, s["name"], v.detach().cpu().numpy(), MASK_HINT)
 
 
 def _check_finite(log_w, model_sites, objective: str) -> None:
@@ -292,7 +295,7 @@ def _check_finite(log_w, model_sites, objective: str) -> None:
         bad = bad | torch.isneginf(log_w).all(0).any()
     if not bool(bad):
         return
-    _check_data(model_sites)
+    _check_data(model_sites, objective)
     check_log_weights(log_w, name=f"{objective} log weights log p(x, z) - log q(z)")
 
 
