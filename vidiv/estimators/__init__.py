@@ -23,7 +23,7 @@ from ._checks import check_log_weights
 from .bounds import cubo, elbo, log_marginal, renyi_bound
 from .gradients import leave_one_out_bounds, renyi_dreg_surrogate, score_surrogate, surrogate
 from .variance import log_variance
-from .vis import vis_guide_surrogate, vis_model_surrogate
+from .vis import vis_guide_surrogate, vis_model_surrogate, vis_surrogates
 
 __all__ = [
     "elbo",
@@ -31,6 +31,7 @@ __all__ = [
     "renyi_bound",
     "cubo",
     "vis_guide_surrogate",
+    "vis_surrogates",
     "vis_model_surrogate",
     "log_variance",
     "renyi_dreg_surrogate",

@@ -56,8 +56,7 @@ from ..estimators import (
     cubo,
     elbo,
     log_marginal,
-    vis_guide_surrogate,
-    vis_model_surrogate,
+    vis_surrogates,
     weights,
 )
 from ._host import check_host_keywords, warn_zero_low_rank_factor
@@ -107,11 +106,10 @@ class ChiSquaredVIS(ELBO):
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
         t = self._terms(rng_key, param_map, model, guide, args, kwargs, self.num_particles)
-        sg, point = jax.lax.stop_gradient, t.log_q_point
         # point-mass sites follow the IS log-likelihood of log p - log q_point (MAP with the
         # Jacobian of an unconstrained point estimate); the guide's score terms exclude them
-        log_px = jnp.sum(vis_model_surrogate(t.log_p - point, sg(t.log_q - point))) * t.scale
-        g = jnp.sum(vis_guide_surrogate(t.log_p, t.log_q - point + sg(point))) * t.scale
+        model_part, guide_part = vis_surrogates(t.log_p, t.log_q, t.log_q_point)
+        log_px, g = jnp.sum(model_part) * t.scale, jnp.sum(guide_part) * t.scale
         loss = -log_px + (g - jax.lax.stop_gradient(g))
         return {"loss": loss, "mutable_state": reduce_mutable_state(t.mutable_state)}
 

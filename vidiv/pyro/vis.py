@@ -36,21 +36,16 @@ import math
 import torch
 
 from .._backend import as_float, log_num, logsumexp
-from ..estimators import vis_guide_surrogate, vis_model_surrogate
+from ..estimators import vis_surrogates
 from ._elbo import ParticleELBO
 
 __all__ = ["ChiSquaredVIS"]
 
 
 def _surrogates(p) -> tuple[torch.Tensor, torch.Tensor]:
-    """(IS log-likelihood surrogate, chi-square guide surrogate), summed and scaled. A point
-    mass's log q belongs to the former (with its gradient) and not to the score terms."""
-    point = p.log_q_point
-    sg_point = point.detach() if isinstance(point, torch.Tensor) else point
-    rest = p.log_q - point
-    model_part = vis_model_surrogate(p.log_p - point, rest.detach()).sum() * p.scale
-    guide_part = vis_guide_surrogate(p.log_p, rest + sg_point).sum() * p.scale
-    return model_part, guide_part
+    """(IS log-likelihood surrogate, chi-square guide surrogate), summed and scaled."""
+    model_part, guide_part = vis_surrogates(p.log_p, p.log_q, p.log_q_point)
+    return model_part.sum() * p.scale, guide_part.sum() * p.scale
 
 
 class ChiSquaredVIS(ParticleELBO):
