@@ -13,6 +13,10 @@ This is the only part of vidiv that imports ArviZ; it never imports torch or jax
 ``plot``                   loss / k-hat trace and marginals (needs the ``plots`` extra)
 ``FitResult``, ``EarlyStop``  the training monitor's result and plateau rule
 =========================  =====================================================================
+
+Every function that takes a result refuses anything but a DataTree with a message that says how
+to build one; a ``"/"`` in a site or plate name is stored as ``"."`` and the reports speak the
+model's names again (:mod:`vidiv.diagnostics.names`).
 """
 
 from __future__ import annotations

@@ -21,8 +21,10 @@ and ``log_q_density`` (1: log q is a density, so constant weights mean q is the 
 ``sample_stats`` also holds ``psis_log_weight``, the Pareto-smoothed normalised log weights
 (``sum(exp(.)) == 1``): weighted summaries of the posterior draws with them are the
 PSIS-reweighted estimates (:func:`vidiv.diagnostics.reweighted_summary`). Every attribute is
-netCDF-safe (numbers and strings only), so ``dt.to_netcdf(path)`` followed by
-``xarray.open_datatree(path).load()`` gives an identical tree.
+netCDF-safe (numbers and strings only), and a ``"/"`` in a site or plate name is stored as
+``"."`` with the renaming in the root attr ``renamed_sites`` (:mod:`vidiv.diagnostics.names`),
+so ``dt.to_netcdf(path)`` followed by ``xarray.open_datatree(path).load()`` gives an identical
+tree.
 
 Example
 -------
@@ -46,6 +48,7 @@ import xarray as xr
 
 from ..errors import InvalidArgumentError
 from .evidence import can_summarise, evidence_summary
+from .names import RENAMED_ATTR, renaming
 
 __all__ = ["to_datatree", "netcdf_safe_attrs", "guide_attrs"]
 
@@ -130,15 +133,56 @@ def _to_numpy(name: str, x: Any) -> np.ndarray:
         x = x.detach().cpu().numpy()
     try:
         arr = np.asarray(x)
-    except Exception as err:  # pragma: no cover - exotic inputs
+    except Exception as err:  # noqa: BLE001 - ragged lists, objects numpy cannot convert
         raise InvalidArgumentError(
-            f"{name} could not be converted to a numpy array: {err}"
+            f"{name} could not be converted to a numpy array ({err}); pass numeric arrays "
+            "(numpy, torch or jax) of one shape."
         ) from None
     if arr.dtype.kind not in "biuf":
         raise InvalidArgumentError(
             f"{name} has dtype {arr.dtype}; pass numeric arrays (numpy, torch or jax)."
         )
     return arr
+
+
+#: root attrs that hold comma-separated site names (written by :func:`guide_attrs`)
+_SITE_LIST_ATTRS = ("point_mass_sites", "discrete_sites", "deterministic_sites")
+
+
+def _safe_names(samples, log_likelihood, observed, dims, coords, attrs):
+    """The inputs with every ``"/"`` in a site or dim name replaced (see
+    :mod:`vidiv.diagnostics.names`), and the ``{name: stored name}`` renaming."""
+    dims = dict(dims or {})
+    for var, given in dims.items():
+        if isinstance(given, str) or not isinstance(given, Sequence | np.ndarray):
+            raise InvalidArgumentError(
+                f"dims[{var!r}] must be a list of dimension names, one per non-draw axis, got "
+                f"{given!r}; e.g. dims={{{var!r}: [{str(given)!r}]}}."
+            )
+    coords, attrs = dict(coords or {}), dict(attrs or {})
+    variables = [*samples, *(log_likelihood or {}), *(observed or {}), *dims]
+    renamed = renaming(variables, "site")
+    dim_names = [d for given in dims.values() for d in given] + list(coords)
+    dim_renamed = renaming(dim_names, "dimension")
+    if not (renamed or dim_renamed):
+        return samples, log_likelihood, observed, dims, coords, attrs, {}
+
+    def var(name):
+        return renamed.get(name, name) if isinstance(name, str) else name
+
+    def dim(name):
+        return dim_renamed.get(name, name) if isinstance(name, str) else name
+
+    def rekey(values):
+        return None if values is None else {var(k): v for k, v in values.items()}
+
+    dims = {var(k): [dim(d) for d in v] for k, v in dims.items()}
+    coords = {dim(k): v for k, v in coords.items()}
+    for key in _SITE_LIST_ATTRS:
+        if isinstance(attrs.get(key), str):
+            attrs[key] = ",".join(var(n) for n in attrs[key].split(","))
+    return (rekey(samples), rekey(log_likelihood), rekey(observed), dims, coords, attrs,
+            {**dim_renamed, **renamed})
 
 
 def _dims_for(name: str, ndim: int, dims: Mapping[str, Sequence[str]]) -> list[str]:
@@ -240,17 +284,27 @@ def to_datatree(
     attrs : dict, optional
         Extra root attributes (e.g. ``objective``, ``backend``, ``pyro_version``); made
         netCDF-safe.
+
+    Notes
+    -----
+    A ``"/"`` in a site or dim name (``pyro.sample("enc/z", ...)``) is a group separator in a
+    DataTree: such a name is stored with ``"."`` for ``"/"`` and the renaming recorded as JSON
+    in the root attr ``renamed_sites`` (see :mod:`vidiv.diagnostics.names`).
     """
     if not isinstance(samples, Mapping) or not samples:
         raise InvalidArgumentError(
             "samples must be a non-empty dict {site: array of shape (S, *shape)}, e.g. "
             "{'theta': draws}; got " + (type(samples).__name__ if samples is not None else "None")
         )
-    dims = dict(dims or {})
-    coords = dict(coords or {})
+    samples, log_likelihood, observed, dims, coords, attrs, renamed = _safe_names(
+        samples, log_likelihood, observed, dims, coords, attrs
+    )
     first = _to_numpy(f"samples[{next(iter(samples))!r}]", next(iter(samples.values())))
-    if first.ndim == 0:
-        raise InvalidArgumentError("samples must have the draws on axis 0, shape (S, *shape).")
+    if first.ndim == 0 or first.shape[0] == 0:
+        raise InvalidArgumentError(
+            f"samples must have the draws on axis 0, shape (S, *shape) with S >= 1; "
+            f"samples[{next(iter(samples))!r}] has shape {first.shape}."
+        )
     S = int(first.shape[0])
     posterior = _per_draw("samples", samples, S)
 
@@ -290,7 +344,9 @@ def to_datatree(
     if can_summarise(stats.get("log_p"), stats.get("log_q")):
         summary = evidence_summary(stats["log_p"], stats["log_q"])
         root.update({k: v for k, v in vars(summary).items() if k != "num_draws"})
-    root.update(attrs or {})
+    root.update(attrs)
+    if renamed:
+        root[RENAMED_ATTR] = renamed
     dt = xr.DataTree.from_dict(tree)
     dt.attrs = netcdf_safe_attrs(root)
     for group in tree:

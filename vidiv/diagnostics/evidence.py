@@ -30,7 +30,7 @@ import numpy as np
 from ..estimators import cubo as _cubo
 from ..estimators import elbo as _elbo
 from ..estimators import weights as _weights
-from .psis import MIN_DRAWS, _as_log_weights, khat_threshold, psis_khat
+from .psis import MIN_DRAWS, _as_log_weights, float_array, khat_threshold, psis_khat
 
 __all__ = ["EvidenceSummary", "evidence_summary"]
 
@@ -54,8 +54,7 @@ def evidence_summary(log_p, log_q) -> EvidenceSummary:
 
     Raises :class:`~vidiv.errors.VidivError` on mismatched shapes, NaN, or fewer than 10 draws.
     """
-    lp = np.asarray(log_p, dtype=float)
-    lq = np.asarray(log_q, dtype=float)
+    lp, lq = float_array(log_p, "log_p"), float_array(log_q, "log_q")
     if lp.shape != lq.shape:
         from ..errors import InvalidArgumentError
 

@@ -38,12 +38,14 @@ True
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from ..errors import InvalidArgumentError, NonFiniteError
+from .psis import float_array
 
 __all__ = ["ksd", "ModelScores"]
 
@@ -66,7 +68,7 @@ def _flatten(name: str, x: Any, keys: list[str] | None = None) -> tuple[np.ndarr
             )
         parts = []
         for k in keys:
-            a = np.asarray(x[k], dtype=float)
+            a = float_array(x[k], f"{name}[{k!r}]")
             parts.append(a.reshape(a.shape[0], -1) if a.ndim else a.reshape(1, 1))
         n = {p.shape[0] for p in parts}
         if len(n) != 1:
@@ -75,7 +77,7 @@ def _flatten(name: str, x: Any, keys: list[str] | None = None) -> tuple[np.ndarr
                 "needs the draws on axis 0."
             )
         return np.concatenate(parts, axis=1), keys
-    a = np.asarray(x, dtype=float)
+    a = float_array(x, name)
     if a.ndim == 1:
         a = a[:, None]
     if a.ndim != 2:
@@ -84,6 +86,16 @@ def _flatten(name: str, x: Any, keys: list[str] | None = None) -> tuple[np.ndarr
             f"shape {a.shape}."
         )
     return a, keys or []
+
+
+def _real(value: Any) -> float:
+    """``value`` as a float; NaN for what is not a real number (strings, bools, arrays)."""
+    if isinstance(value, bool | str | bytes) or np.ndim(value) != 0:
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
 
 
 def _median_bandwidth(sq: np.ndarray) -> float:
@@ -110,6 +122,8 @@ def ksd(
     bandwidth : IMQ constant c (default 1) or RBF length scale h (default median distance).
     beta : IMQ exponent, in (-1, 0) (default -1/2).
     """
+    if kernel not in ("imq", "rbf"):
+        raise InvalidArgumentError(f"kernel must be 'imq' or 'rbf', got {kernel!r}.")
     x, keys = _flatten("samples", samples)
     s, _ = _flatten("scores", scores, keys if isinstance(scores, Mapping) else None)
     if x.shape != s.shape:
@@ -119,6 +133,24 @@ def ksd(
         )
     if x.shape[0] < 2:
         raise InvalidArgumentError(f"ksd needs at least 2 samples, got {x.shape[0]}.")
+    if x.shape[1] == 0:
+        raise InvalidArgumentError(
+            f"samples have shape {x.shape}: no coordinates to measure. Pass the draws with the "
+            "parameters on axis 1 (or a dict of sites with at least one element each)."
+        )
+    if bandwidth is not None:
+        given, bandwidth = bandwidth, _real(bandwidth)
+        if not (math.isfinite(bandwidth) and bandwidth > 0):
+            raise InvalidArgumentError(
+                f"bandwidth must be a finite number > 0 (the IMQ constant c or the RBF length "
+                f"scale h), got {given!r}; leave it out for the default (c = 1; h = the median "
+                "distance)."
+            )
+    if kernel == "imq" and not -1.0 < _real(beta) < 0.0:
+        raise InvalidArgumentError(
+            f"beta must lie in (-1, 0) for the IMQ kernel, got {beta!r}; the default -0.5 is "
+            "the one Gorham & Mackey (2017) recommend."
+        )
     if not (np.isfinite(x).all() and np.isfinite(s).all()):
         raise NonFiniteError(
             "samples or scores contain NaN/inf: the model's log density is not differentiable "
@@ -133,11 +165,7 @@ def ksd(
     # (s_i - s_j) . (x_i - x_j) = s_i.x_i - s_i.x_j - s_j.x_i + s_j.x_j
     cross = dsx[:, None] - sx - sx.T + dsx[None, :]
     if kernel == "imq":
-        if not -1.0 < beta < 0.0:
-            raise InvalidArgumentError(f"beta must lie in (-1, 0) for the IMQ kernel, got {beta}.")
-        c = 1.0 if bandwidth is None else float(bandwidth)
-        if c <= 0:
-            raise InvalidArgumentError(f"bandwidth (the IMQ constant c) must be > 0, got {c}.")
+        c, beta = (1.0 if bandwidth is None else bandwidth), _real(beta)
         u = c * c + sq
         k = u**beta
         # s_i.grad_y k + s_j.grad_x k = 2 beta u^(beta-1) (s_j - s_i).(x_i - x_j)
@@ -145,15 +173,11 @@ def ksd(
         trace = -2.0 * beta * d * u ** (beta - 1.0) - 4.0 * beta * (beta - 1.0) * u ** (
             beta - 2.0
         ) * sq
-    elif kernel == "rbf":
-        h = _median_bandwidth(sq) if bandwidth is None else float(bandwidth)
-        if h <= 0:
-            raise InvalidArgumentError(f"bandwidth (the RBF length scale) must be > 0, got {h}.")
+    else:  # rbf
+        h = _median_bandwidth(sq) if bandwidth is None else bandwidth
         h2 = h * h
         k = np.exp(-sq / (2.0 * h2))
         grad_terms = k * cross / h2
         trace = k * (d / h2 - sq / (h2 * h2))
-    else:
-        raise InvalidArgumentError(f"kernel must be 'imq' or 'rbf', got {kernel!r}.")
     kp = ss * k + grad_terms + trace
     return float(np.sqrt(max(float(kp.mean()), 0.0)))

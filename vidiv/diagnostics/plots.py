@@ -25,6 +25,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InvalidArgumentError, VidivError
+from .names import original_names, require_tree, stored_names
 
 __all__ = ["plot"]
 
@@ -41,8 +42,15 @@ def _require_plots():
     return arviz_plots, plt
 
 
-def _reference_tree(reference: Any, names: list[str]) -> xr.DataTree:
+def _reference_tree(reference: Any, names: list[str], dt: xr.DataTree) -> xr.DataTree:
+    from .reference import _DROP, _draws_from_tree, check_finite_draws
+
     if isinstance(reference, xr.DataTree):
+        require_tree(reference, "plot (reference)")
+        stored = stored_names(reference)
+        draws = _draws_from_tree(reference, "reference")
+        check_finite_draws({k: v for k, v in draws.items() if stored.get(k, k) in names},
+                           "reference", _DROP)
         return reference
     if not isinstance(reference, Mapping):
         raise InvalidArgumentError(
@@ -51,12 +59,18 @@ def _reference_tree(reference: Any, names: list[str]) -> xr.DataTree:
         )
     from .datatree import to_datatree
 
-    common = {k: np.asarray(reference[k]) for k in names if k in reference}
+    model_name = original_names(dt)  # reference keys may use the model's names ("a/b")
+    common = {}  # keyed by the model's names: to_datatree stores them as dt does
+    for k in names:
+        key = k if k in reference else model_name.get(k, k)
+        if key in reference:
+            common[model_name.get(k, k)] = np.asarray(reference[key])
     if not common:
         raise InvalidArgumentError(
             f"the reference has none of the posterior's variables {names}; name its arrays like "
             "the model's sample sites."
         )
+    check_finite_draws(common, "reference", _DROP)
     return to_datatree(common)
 
 
@@ -81,26 +95,56 @@ def _training_figure(dt: xr.DataTree, plt):
     return fig
 
 
+def _var_names(dt: xr.DataTree, var_names) -> list[str]:
+    """The stored names of the posterior variables to draw (all by default); the model's names
+    (``"a/b"`` for a site stored as ``"a.b"``) are accepted."""
+    available = [str(v) for v in dt["posterior"].data_vars]
+    if var_names is None:
+        return available
+    if isinstance(var_names, str):
+        raise InvalidArgumentError(
+            f"var_names must be a list of names, got the string {var_names!r}; pass "
+            f"var_names=[{var_names!r}]."
+        )
+    stored = stored_names(dt)
+    names = [stored.get(str(n), str(n)) for n in var_names]
+    missing = [n for n in names if n not in available]
+    if missing or not names:
+        raise InvalidArgumentError(
+            f"var_names {list(var_names)!r}: {missing or 'no names'} not in the posterior, whose "
+            f"variables are {available}."
+        )
+    return names
+
+
 def plot(dt: xr.DataTree, reference: Any = None, path: str | Path | None = None,
          var_names: list[str] | None = None) -> list[Path]:
     """Save the training plot and the marginals plot as PNG files; returns their paths.
 
     ``path`` (default ``"vidiv_diagnostics.png"``) names the training figure; the marginals go to
-    the same name with ``_marginals`` appended before the suffix.
+    the same name with ``_marginals`` appended before the suffix. ``var_names`` (default: every
+    posterior variable) and the ``reference`` keys may use the model's names or the stored ones
+    (:mod:`vidiv.diagnostics.names`). Raises :class:`~vidiv.errors.InvalidArgumentError` for a
+    ``dt`` that is not a DataTree, unknown ``var_names`` or a missing folder, and
+    :class:`~vidiv.errors.NonFiniteError` for reference draws with NaN / +-inf.
     """
-    if not isinstance(dt, xr.DataTree) or "posterior" not in dt.children:
-        raise InvalidArgumentError("plot expects a DataTree with a posterior group (to_datatree).")
-    azp, plt = _require_plots()
+    require_tree(dt, "plot")
     path = Path(path or "vidiv_diagnostics.png")
+    if not path.parent.is_dir():
+        raise InvalidArgumentError(
+            f"path {str(path)!r}: the folder {str(path.parent)!r} does not exist; create it "
+            "first or pass a path in an existing folder."
+        )
     marg_path = path.with_name(f"{path.stem}_marginals{path.suffix or '.png'}")
-    names = var_names or [str(v) for v in dt["posterior"].data_vars]
+    names = _var_names(dt, var_names)
+    azp, plt = _require_plots()
 
     fig = _training_figure(dt, plt)
     fig.savefig(path, dpi=100)
     plt.close(fig)
 
-    data = {"VI": dt} if reference is None else {"reference": _reference_tree(reference, names),
-                                                   "VI": dt}
+    data = {"VI": dt} if reference is None else {
+        "reference": _reference_tree(reference, names, dt), "VI": dt}
     pc = azp.plot_dist(data, var_names=names, kind="kde", backend="matplotlib")
     if reference is not None:
         try:  # arviz-plots marks add_legend as experimental

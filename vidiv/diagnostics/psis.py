@@ -59,13 +59,24 @@ _CONSTANT_TOL = 1e-10
 
 def khat_threshold(num_draws: int) -> float:
     r"""Sample-size dependent k-hat threshold :math:`\min(1 - 1/\log_{10} S, 0.7)` used by ArviZ."""
+    from ..errors import check_num_particles
+
+    num_draws = check_num_particles(num_draws, minimum=0, name="num_draws")
     if num_draws <= 10:
         return 0.0
     return float(min(1.0 - 1.0 / math.log10(num_draws), 0.7))
 
 
+def float_array(x, name: str) -> np.ndarray:
+    """``x`` (numpy, torch or jax) as a float array; strings, objects or ragged lists raise
+    :class:`~vidiv.errors.InvalidArgumentError` naming ``name``."""
+    from .datatree import _to_numpy
+
+    return _to_numpy(name, x).astype(float)
+
+
 def _as_log_weights(log_w, name: str = "log_w") -> np.ndarray:
-    lw = np.asarray(log_w, dtype=float)
+    lw = float_array(log_w, name)
     if lw.ndim == 2 and 1 in lw.shape:
         lw = lw.reshape(-1)
     if lw.ndim != 1:
@@ -171,25 +182,22 @@ def psis_log_weights(log_w) -> tuple[np.ndarray, float]:
             f"k-hat needs at least {MIN_DRAWS}. The guide puts most draws outside the model's "
             "support: fix the guide's support or start it closer to the posterior."
         )
+    # the raw self-normalised weights; zero-weight draws keep weight zero
+    raw = np.full(lw.shape, -math.inf)
+    raw[finite] = lw[finite] - np.logaddexp.reduce(lw[finite])
     status = tail_status(lw[finite])
     if status in ("underflow", "ties"):
-        raw = np.full(lw.shape, -math.inf)
-        raw[finite] = lw[finite] - np.logaddexp.reduce(lw[finite])
         return raw, (math.inf if status == "underflow" else math.nan)
     try:
         with np.errstate(all="ignore"):
             smoothed, khat = array_stats.psislw(-lw[finite], r_eff=1.0)
     except ValueError as err:
         if "same" in str(err):  # every tail value identical: flat tail, bounded weights
-            return np.full(lw.shape, -math.log(lw.shape[0])), -math.inf
+            return raw, -math.inf  # (was uniform over all draws, zero-weight ones included)
         if "n_draws_tail" in str(err):  # < 25 draws: the tail fit needs >= 5 of them
-            raw = np.full(lw.shape, -math.inf)
-            raw[finite] = lw[finite] - np.logaddexp.reduce(lw[finite])
             return raw, math.nan
         raise
     if not np.isfinite(khat):  # a degenerate fit the checks above did not foresee
-        raw = np.full(lw.shape, -math.inf)
-        raw[finite] = lw[finite] - np.logaddexp.reduce(lw[finite])
         return raw, math.inf
     out = np.full(lw.shape, -math.inf)
     out[finite] = smoothed

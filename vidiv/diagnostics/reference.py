@@ -29,15 +29,19 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, NonFiniteError
+from .names import original_names, require_tree, stored_names
 
-__all__ = ["compare_to_reference"]
+__all__ = ["compare_to_reference", "check_finite_draws"]
 
 
 def _draws_from_tree(dt: xr.DataTree, what: str) -> dict[str, np.ndarray]:
+    """The posterior draws of ``dt``, flattened over chains and draws, keyed by the model's
+    names (a name stored with ``"."`` for ``"/"`` is given back its ``"/"``)."""
     if "posterior" not in dt.children:
         raise InvalidArgumentError(f"{what} has no 'posterior' group; build it with to_datatree.")
     post = dt["posterior"]
+    model_name = original_names(dt)
     out = {}
     for name, da in post.data_vars.items():
         sample = [d for d in ("chain", "draw") if d in da.dims]
@@ -45,17 +49,53 @@ def _draws_from_tree(dt: xr.DataTree, what: str) -> dict[str, np.ndarray]:
             continue
         other = [d for d in da.dims if d not in sample]
         arr = da.transpose(*sample, *other).values
-        out[str(name)] = arr.reshape(-1, *arr.shape[len(sample):])
+        out[model_name.get(str(name), str(name))] = arr.reshape(-1, *arr.shape[len(sample):])
     return out
 
 
-def _draws_from_mapping(ref: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    out = {}
+def _draws_from_mapping(ref: Mapping[str, Any], stored: Mapping[str, str]):
+    """(numeric arrays with a draw axis, ``{name: why skipped}``); a key spelled as ``dt``
+    stores it (``"a.b"`` for the site ``"a/b"``) is read as the model's name."""
+    out, skipped = {}, {}
+    model_name = {v: k for k, v in stored.items()}
     for name in ref:
         arr = np.asarray(ref[name])
+        key = str(name)
+        if key in model_name and model_name[key] not in ref:
+            key = model_name[key]
         if arr.dtype.kind in "iuf" and arr.ndim >= 1:
-            out[str(name)] = arr.astype(float)
-    return out
+            out[key] = arr.astype(float)
+        else:
+            skipped[key] = f"dtype {arr.dtype}, shape {arr.shape}"
+    return out, skipped
+
+
+def check_finite_draws(draws: Mapping[str, np.ndarray], what: str, fix: str) -> None:
+    """Raise :class:`~vidiv.errors.NonFiniteError` naming the first variable of ``draws``
+    (name -> array (n_draws, *shape)) that holds NaN or +-inf, how many draws hold them and
+    (``fix``) what to do."""
+    for name, arr in draws.items():
+        arr = np.asarray(arr)
+        if arr.dtype.kind != "f" or arr.ndim == 0:
+            continue
+        bad = ~np.isfinite(arr.reshape(arr.shape[0], -1))
+        if not bad.any():
+            continue
+        cols = [c for c, b in zip(_component_names(name, arr.shape[1:]), bad.any(axis=0),
+                                  strict=True) if b]
+        kinds = " and ".join(k for k, f in (("NaN", np.isnan), ("+-inf", np.isinf))
+                             if f(arr).any())
+        raise NonFiniteError(
+            f"{what} draws of {name!r} hold {kinds}: {int(bad.any(axis=1).sum())} of "
+            f"{arr.shape[0]} draws (at {', '.join(cols[:5])}{' ...' if len(cols) > 5 else ''}), "
+            f"so every summary of them would be NaN. {fix}"
+        )
+
+
+_DROP = ("Drop those draws first, e.g. x = x[np.isfinite(x).reshape(len(x), -1).all(axis=1)], "
+         "or regenerate the reference.")
+_GUIDE = ("The guide produced invalid values: check its scales and support, or drop the "
+          "site from the comparison with var_names.")
 
 
 def _component_names(name: str, shape: tuple[int, ...]) -> list[str]:
@@ -76,43 +116,68 @@ def compare_to_reference(
         or a DataTree whose ``posterior`` group holds the reference draws.
     var_names : list of str, optional
         Variables to compare (default: all variables present in both with the same shape).
+        Names are the model's (``"enc/z"``); the stored spelling (``"enc.z"``, see
+        :mod:`vidiv.diagnostics.names`) is accepted too, in ``var_names`` and as reference keys.
 
     Returns
     -------
     pandas.DataFrame indexed by component, columns ``mean_vi, mean_ref, sd_vi, sd_ref,
     std_mean_error, sd_ratio, wasserstein``.
+
+    Raises
+    ------
+    NonFiniteError
+        if the draws compared (reference or VI) hold NaN or +-inf, naming the variable, its
+        components and the number of such draws: their summaries would be NaN.
+    InvalidArgumentError
+        for a ``dt`` that is not a DataTree, names missing on either side, mismatched shapes,
+        or fewer than 2 draws.
     """
     import pandas as pd
     from scipy.stats import wasserstein_distance
 
-    if not isinstance(dt, xr.DataTree):
-        raise InvalidArgumentError(
-            f"dt must be an xarray.DataTree from to_datatree, got {type(dt).__name__}."
-        )
+    require_tree(dt, "compare_to_reference")
     vi = _draws_from_tree(dt, "dt")
+    skipped: dict[str, str] = {}
     if isinstance(reference, xr.DataTree):
-        ref = _draws_from_tree(reference, "reference")
+        ref = _draws_from_tree(require_tree(reference, "compare_to_reference (reference)"),
+                               "reference")
     elif isinstance(reference, Mapping):
-        ref = _draws_from_mapping(reference)
+        ref, skipped = _draws_from_mapping(reference, stored_names(dt))
     else:
         raise InvalidArgumentError(
             "reference must be a dict {name: draws of shape (n_draws, *shape)} or a DataTree "
             f"with a posterior group, got {type(reference).__name__}."
         )
-    names = list(var_names) if var_names is not None else [n for n in vi if n in ref]
+    model_name = original_names(dt)
+    if var_names is None:
+        names = [n for n in vi if n in ref]
+    elif isinstance(var_names, str):
+        raise InvalidArgumentError(
+            f"var_names must be a list of names, got the string {var_names!r}; pass "
+            f"var_names=[{var_names!r}]."
+        )
+    else:
+        names = [model_name.get(str(n), str(n)) for n in var_names]
+    unusable = "".join(f"; {k!r} was skipped ({why}: pass numeric draws shaped (n_draws, "
+                       "*shape))" for k, why in skipped.items() if k in vi)
     if not names:
         raise InvalidArgumentError(
             f"no variable in common: the VI posterior has {sorted(vi)} and the reference "
-            f"{sorted(ref)}. Name the reference arrays like the model's sample sites."
+            f"{sorted(ref)}{unusable}. Name the reference arrays like the model's sample sites."
         )
-    rows, index = [], []
     for name in names:
         if name not in vi or name not in ref:
+            why = f" ({skipped[name]}: pass numeric draws)" if name in skipped else ""
             raise InvalidArgumentError(
                 f"variable {name!r} is missing from the "
-                f"{'VI posterior' if name not in vi else 'reference'}; available: VI {sorted(vi)}, "
-                f"reference {sorted(ref)}."
+                f"{'VI posterior' if name not in vi else 'reference' + why}; available: VI "
+                f"{sorted(vi)}, reference {sorted(ref)}."
             )
+    check_finite_draws({n: ref[n] for n in names}, "reference", _DROP)
+    check_finite_draws({n: vi[n] for n in names}, "VI posterior", _GUIDE)
+    rows, index = [], []
+    for name in names:
         a, b = vi[name], ref[name]
         if a.shape[1:] != b.shape[1:]:
             raise InvalidArgumentError(

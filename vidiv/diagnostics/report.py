@@ -35,6 +35,7 @@ import xarray as xr
 
 from ..errors import InvalidArgumentError
 from .evidence import _fmt, evidence_summary
+from .names import original_names, require_tree
 from .verdict import MEAN_TOL, MIN_WEIGHTED, SD_RATIO, Evidence, verdict_for
 
 __all__ = ["Report", "diagnose", "verdict_for"]
@@ -190,7 +191,9 @@ def _degenerate_sites(dt: xr.DataTree) -> tuple[tuple[str, ...], tuple[str, ...]
         point_mass += [s for s in identical if s not in point_mass]
     collapsed = tuple(s for s in identical if s not in point_mass)
     density = bool(int(dt.attrs.get("log_q_density", 1))) and not discrete and not point_mass
-    return tuple(point_mass), collapsed, density
+    model_name = original_names(dt)  # report the model's names ("a/b", stored as "a.b")
+    return (tuple(model_name.get(s, s) for s in point_mass),
+            tuple(model_name.get(s, s) for s in collapsed), density)
 
 
 def _too_few(dt, lw, ref, objective, backend, ev_sites) -> Report:
@@ -218,6 +221,24 @@ def _too_few(dt, lw, ref, objective, backend, ev_sites) -> Report:
                   zero_weight_share=float(1 - finite.mean()), point_mass_sites=",".join(pm))
 
 
+def _reference_log_z(value) -> float:
+    """``log_z_reference`` as a float (NaN for ``None``); refuses anything but a finite number."""
+    if value is None:
+        return _NAN
+    try:
+        if isinstance(value, bool | str | bytes):
+            raise TypeError
+        ref = float(value)
+    except (TypeError, ValueError):
+        ref = None
+    if ref is None or not math.isfinite(ref):
+        raise InvalidArgumentError(
+            f"log_z_reference must be a finite number (an independent value of log p(x)) or "
+            f"None, got {value!r}; leave it out when no reference value is known."
+        )
+    return ref
+
+
 def diagnose(dt: xr.DataTree, log_z_reference: float | None = None) -> Report:
     """PSIS k-hat, IS-ESS, ELBO, IS log Z +/- s.e., CUBO, the evidence sandwich, the raw vs
     PSIS-reweighted moments and a verdict (rule: :mod:`vidiv.diagnostics.verdict`).
@@ -235,24 +256,29 @@ def diagnose(dt: xr.DataTree, log_z_reference: float | None = None) -> Report:
     Returns
     -------
     Report. Never raises for too few (weighted) draws: that is a ``"do not trust"`` report.
-    Raises :class:`~vidiv.errors.VidivError` for NaN or +inf log weights (a bug in the model
-    or guide, not a verdict).
+    Sites are named as in the model (``"enc/z"``, stored as ``"enc.z"``: see
+    :mod:`vidiv.diagnostics.names`).
+
+    Raises
+    ------
+    NonFiniteError
+        for NaN or +inf log weights, or NaN / +-inf posterior draws of positive weight (a bug
+        in the model or guide, not a verdict).
+    InvalidArgumentError
+        when ``dt`` is not a DataTree with a posterior group (the message says how to build
+        one) or ``log_z_reference`` is not a finite number.
     """
     from .psis import psis_log_weights
     from .reweight import _components, moment_check
     from .verdict import MARGIN_Z, MARGIN_Z_SD
 
-    if not isinstance(dt, xr.DataTree):
-        raise InvalidArgumentError(
-            f"diagnose expects an xarray.DataTree (from vidiv.pyro.to_datatree, "
-            f"vidiv.numpyro.to_datatree or vidiv.diagnostics.to_datatree), got {type(dt).__name__}."
-        )
+    require_tree(dt, "diagnose")
     objective = str(dt.attrs.get("objective", "unknown"))
     backend = str(dt.attrs.get("backend", "unknown"))
-    ref = _NAN if log_z_reference is None else float(log_z_reference)
+    ref = _reference_log_z(log_z_reference)
     log_p, log_q = _flat(dt, "log_p"), _flat(dt, "log_q")
     if log_p is None or log_q is None:
-        n = int(dt["posterior"].sizes.get("draw", 0)) if "posterior" in dt.children else 0
+        n = int(dt["posterior"].sizes.get("draw", 0))
         verdict, message = verdict_for(_NAN, n)
         return Report(n, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, _NAN, ref, False, _NAN, verdict,
                       message, objective, backend)
@@ -266,9 +292,9 @@ def diagnose(dt: xr.DataTree, log_z_reference: float | None = None) -> Report:
     s = evidence_summary(log_p, log_q)
     target = s.log_z if math.isnan(ref) else ref
     holds = bool(s.elbo <= target <= s.cubo)
-    names, theta = _components(dt)
-    mc = moment_check(names, theta, psis_log_weights(log_p - log_q)[0], MEAN_TOL, SD_RATIO,
-                      MARGIN_Z, MARGIN_Z_SD)
+    log_w = psis_log_weights(log_p - log_q)[0]
+    names, theta = _components(dt, log_w)
+    mc = moment_check(names, theta, log_w, MEAN_TOL, SD_RATIO, MARGIN_Z, MARGIN_Z_SD)
     pm, collapsed, density = sites
     ev = Evidence(is_ess=s.is_ess, sandwich_width=s.cubo - s.elbo, num_weighted=s.num_weighted,
                   zero_weight_share=s.zero_weight_share, point_mass_sites=pm,

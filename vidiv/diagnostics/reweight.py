@@ -44,16 +44,31 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InvalidArgumentError
+from .names import require_tree
 
 __all__ = ["reweighted_summary", "MomentCheck", "moment_check"]
 
 
-def _components(dt: xr.DataTree) -> tuple[list[str], np.ndarray]:
-    """Component names and a (S, n_components) float matrix of the posterior draws."""
-    from .reference import _component_names, _draws_from_tree
+def _components(dt: xr.DataTree, log_w: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+    """Component names and a (S, n_components) float matrix of the posterior draws.
 
+    With the draws' log weights ``log_w``, raise :class:`~vidiv.errors.NonFiniteError` when a
+    draw of positive weight holds NaN or +-inf (zero-weight draws may hold impossible values).
+    """
+    from .reference import _component_names, _draws_from_tree, check_finite_draws
+
+    draws = _draws_from_tree(dt, "dt")
+    if log_w is not None:
+        keep = np.isfinite(np.asarray(log_w, dtype=float).reshape(-1))
+        check_finite_draws(
+            {k: v[keep] if v.shape[0] == keep.size else v for k, v in draws.items()},
+            "posterior (at draws of positive importance weight)",
+            "The guide or a deterministic site produced invalid values: check the guide's "
+            "scales and support, or drop the variable from the tree first, e.g. "
+            "dt['posterior'] = dt['posterior'].to_dataset().drop_vars(name).",
+        )
     names, cols = [], []
-    for name, arr in _draws_from_tree(dt, "dt").items():
+    for name, arr in draws.items():
         if arr.dtype.kind not in "biuf":
             continue
         flat = arr.reshape(arr.shape[0], -1).astype(float)
@@ -73,7 +88,8 @@ def _log_weights(dt: xr.DataTree) -> np.ndarray:
             "reweighting needs sample_stats log_p and log_q (importance weights); this result has "
             "no log q (e.g. particles): there is nothing to reweight with."
         )
-    lw = (np.asarray(stats["log_p"].values, float) - np.asarray(stats["log_q"].values, float))
+    with np.errstate(invalid="ignore"):
+        lw = np.asarray(stats["log_p"].values, float) - np.asarray(stats["log_q"].values, float)
     return psis_log_weights(lw.reshape(-1))[0]
 
 
@@ -117,16 +133,22 @@ def reweighted_summary(dt: xr.DataTree):
     reweighted"), ``mean_shift = |mean - mean_psis| / sd_psis``, ``sd_ratio = sd / sd_psis`` and
     their Monte Carlo standard errors ``mean_shift_se``, ``log_sd_ratio_se`` (see the module
     docstring for the formulas). The reweighted moments are reliable only when k-hat < 0.7.
+    Components carry the model's names (``"enc/z[0]"`` for a site stored as ``"enc.z"``).
+
+    Raises
+    ------
+    NonFiniteError
+        for NaN or +inf log weights, or NaN / +-inf draws of positive weight (naming the
+        variable and the number of such draws).
+    InvalidArgumentError
+        for a ``dt`` that is not a DataTree with a posterior, or without ``log_q``.
     """
     import pandas as pd
 
-    if not isinstance(dt, xr.DataTree):
-        raise InvalidArgumentError(
-            f"reweighted_summary expects an xarray.DataTree from to_datatree, got "
-            f"{type(dt).__name__}."
-        )
-    names, theta = _components(dt)
-    table = _table(theta, _log_weights(dt))
+    require_tree(dt, "reweighted_summary")
+    log_w = _log_weights(dt)
+    names, theta = _components(dt, log_w)
+    table = _table(theta, log_w)
     return pd.DataFrame(table, index=pd.Index(names, name="parameter"))
 
 

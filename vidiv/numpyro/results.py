@@ -27,6 +27,7 @@ from numpyro import handlers
 from numpyro.infer.util import log_density
 
 from ..errors import InvalidArgumentError, ModelStructureError
+from ._traces import _is_concrete, check_observed_sites
 
 __all__ = ["to_datatree", "make_log_weights_fn"]
 
@@ -116,19 +117,38 @@ def _base_dist(fn):
     return fn
 
 
-def guide_site_kinds(guide, params, args=(), kwargs=None, *, rng_key) -> tuple[list, list]:
-    """(Delta sites, discrete sites) among the guide's latent, non-auxiliary sample sites, read
-    off one abstractly evaluated guide trace."""
+def _abstract_trace(fn, params, args, kwargs, rng_key) -> dict:
+    """The trace of ``fn`` (a model or guide, with ``params`` substituted) by abstract
+    evaluation: shapes and sites, and concrete values only for what does not depend on the key
+    (e.g. observed data)."""
     holder = {}
 
     def one(key):
-        _, trace = log_density(handlers.seed(guide, key), args, kwargs or {}, params)
+        _, trace = log_density(handlers.seed(fn, key), args, kwargs or {}, params)
         holder["trace"] = trace
         return 0.0
 
     jax.eval_shape(one, rng_key)
+    return holder["trace"]
+
+
+def check_data(model, params, args, kwargs, rng_key) -> None:
+    """Refuse NaN / +-inf observed data by site before any guide runs on it (an autoguide's
+    initialisation would fail with the host's "Cannot find valid initial parameters")."""
+    try:
+        trace = _abstract_trace(model, params, args, kwargs, rng_key)
+    except Exception:  # noqa: BLE001 - a model that needs the guide's draws: draws() reports
+        return
+    # only data that is concrete outside the abstract evaluation (not, e.g., a subsample)
+    concrete = {n: s for n, s in trace.items() if _is_concrete(s.get("value"))}
+    check_observed_sites(concrete, "vidiv.numpyro.to_datatree")
+
+
+def guide_site_kinds(guide, params, args=(), kwargs=None, *, rng_key) -> tuple[list, list]:
+    """(Delta sites, discrete sites) among the guide's latent, non-auxiliary sample sites, read
+    off one abstractly evaluated guide trace."""
     delta, discrete = [], []
-    for name, site in holder["trace"].items():
+    for name, site in _abstract_trace(guide, params, args, kwargs, rng_key).items():
         if site["type"] != "sample" or site["is_observed"]:
             continue
         if (site.get("infer") or {}).get("is_auxiliary", False):
@@ -184,7 +204,11 @@ def to_datatree(
     ``rng_key`` defaults to ``jax.random.PRNGKey(0)``. ``losses`` may be the loss array or the
     :class:`~vidiv.diagnostics.FitResult` of :func:`vidiv.numpyro.fit` (k-hat trace included).
     Root attrs ``point_mass`` / ``point_mass_sites`` / ``log_q_density`` come from the guide's
-    trace (Delta sites, e.g. AutoDelta), so ``diagnose`` reports a point estimate as one.
+    trace (Delta sites, e.g. AutoDelta), so ``diagnose`` reports a point estimate as one. A
+    ``"/"`` in a site or plate name is stored as ``"."``, the renaming in the root attr
+    ``renamed_sites`` (see :mod:`vidiv.diagnostics.names`). Raises
+    :class:`~vidiv.errors.NonFiniteError` when an unmasked observed site holds NaN or +-inf
+    data, naming the site and the count.
     """
     from .. import diagnostics
     from ..diagnostics.monitor import FitResult
@@ -197,6 +221,7 @@ def to_datatree(
             f"svi_result.params), got {type(params).__name__}."
         )
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
+    check_data(model, params, args, kwargs, key)
     log_p, log_q, values, loglik, obs, dims = draws(
         model, guide, params, args, kwargs, rng_key=key, num_samples=num_samples
     )

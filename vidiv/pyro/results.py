@@ -28,6 +28,7 @@ import torch
 from pyro.poutine.util import prune_subsample_sites
 
 from ..errors import ModelStructureError
+from ._traces import _check_data
 
 __all__ = ["to_datatree", "log_weights"]
 
@@ -38,13 +39,25 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().to(torch.float64).numpy()
 
 
-def _prototype(model, guide, args, kwargs):
-    """One unvectorised (guide, model) trace pair: shapes, plates, observed values."""
+def _unmasked_observed(trace) -> list[dict]:
+    """The observed sample sites that no mask covers (``poutine.mask``, ``obs_mask``): their
+    data must be finite; a masked site may hold NaN in the entries it masks out."""
+    return [
+        site for site in trace.nodes.values()
+        if site["type"] == "sample" and site["is_observed"] and site.get("mask") is None
+        and not isinstance(site["fn"], pyro.distributions.MaskedDistribution)
+    ]
+
+
+def _prototype(model, guide, args, kwargs, who: str = "vidiv.pyro.log_weights"):
+    """One unvectorised (guide, model) trace pair: shapes, plates, observed values (refused
+    by name, for ``who``, when they hold NaN or +-inf)."""
     with poutine.block(), torch.no_grad():
         guide_trace = poutine.trace(guide).get_trace(*args, **kwargs)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(
             *args, **kwargs
         )
+    _check_data(_unmasked_observed(model_trace), who)
     for trace in (model_trace, guide_trace):
         for name, site in trace.nodes.items():
             for f in site.get("cond_indep_stack", ()):
@@ -274,14 +287,19 @@ def to_datatree(
     log Z summary in the root attrs, with ``point_mass`` / ``point_mass_sites`` /
     ``log_q_density`` read off the guide's trace (Delta sites, e.g. AutoDelta; see
     :func:`vidiv.diagnostics.datatree.guide_attrs`), so that ``diagnose`` reports a point
-    estimate as one.
+    estimate as one. A ``"/"`` in a site or plate name is stored as ``"."``, the renaming in
+    the root attr ``renamed_sites`` (see :mod:`vidiv.diagnostics.names`).
+
+    Raises :class:`~vidiv.errors.NonFiniteError` when an observed site that no mask covers
+    holds NaN or +-inf data (naming the site and the count).
     """
     from .. import diagnostics
     from ..errors import check_num_particles
 
     check_num_particles(num_samples, name="num_samples")
+    # first: NaN / +-inf data named by site (the draws would carry -inf log p silently)
+    proto_model, proto_guide = _prototype(model, guide, args, kwargs, "vidiv.pyro.to_datatree")
     draws = log_weights(model, guide, num_samples, args, kwargs, full=True)
-    proto_model, proto_guide = _prototype(model, guide, args, kwargs)
     delta_sites, discrete_sites = _guide_site_kinds(proto_guide)
     deterministic = [n for n, site in proto_model.nodes.items()
                      if site["type"] == "sample" and _is_deterministic(site)]
