@@ -43,12 +43,14 @@ def _to_numpy(x: Array) -> np.ndarray:
     return np.asarray(x)
 
 
-def check_log_weights(log_w: Array, name: str = "log weights") -> None:
+def check_log_weights(log_w: Array, name: str = "log weights", axis: int = 0) -> None:
     """Raise :class:`NonFiniteError` for NaN or ``+inf`` entries, or a batch element whose log
-    weights are all ``-inf`` (no particle has positive weight). A no-op under ``jax.jit``."""
+    weights are all ``-inf`` along the particle ``axis`` (no particle has positive weight). A
+    no-op under ``jax.jit`` (the estimators then return NaN / ``+-inf`` there, never a finite
+    number)."""
     if is_traced(log_w):
         return
-    lw = _to_numpy(log_w)
+    lw = np.moveaxis(_to_numpy(log_w), axis, 0) if np.ndim(log_w) else _to_numpy(log_w)
     if np.isnan(lw).any():
         n = int(np.isnan(lw).sum())
         raise NonFiniteError(
@@ -66,4 +68,21 @@ def check_log_weights(log_w: Array, name: str = "log weights") -> None:
             f"all {name} are -inf (every particle has zero weight): the guide only proposes values "
             "outside the model's support. Check that the guide's support matches the model's "
             "(e.g. a positive site needs a positive guide) or start the guide closer to the data."
+        )
+
+
+def check_no_zero_weights(log_w: Array, name: str, who: str) -> None:
+    """Raise :class:`NonFiniteError` if any log weight is ``-inf``, for estimators (``who``) that
+    are infinite at a zero-weight particle (after :func:`check_log_weights`). A no-op under jit."""
+    if is_traced(log_w):
+        return
+    lw = _to_numpy(log_w)
+    n = int(np.isneginf(lw).sum())
+    if n:
+        raise NonFiniteError(
+            f"{n} of the {lw.size} {name} are -inf (particles with zero weight, outside the "
+            f"model's support), which makes {who} infinite. Drop those particles first (as "
+            "LogVariance does: vidiv.paths.filter.kept_mask), move the guide inside the model's "
+            "support, or use an objective that gives them zero weight (renyi_bound with "
+            "alpha < 1, log_marginal)."
         )

@@ -16,8 +16,9 @@ Example
 
 from __future__ import annotations
 
-from .._backend import Array, log_num, logsumexp, namespace
-from ._checks import check_pair
+from .._backend import Array, log_num, namespace
+from ._checks import check_log_weights, check_pair
+from ._math import lse, mean, mean_log_w, power_mean
 
 __all__ = ["elbo", "log_marginal", "renyi_bound", "cubo"]
 
@@ -25,14 +26,26 @@ __all__ = ["elbo", "log_marginal", "renyi_bound", "cubo"]
 _SMALL_EPS = 1e-3
 
 
+def _log_weights(log_p: Array, log_q: Array, who: str) -> Array:
+    """``log_p - log_q`` after the shape and value checks every bound shares."""
+    check_pair(log_p, log_q)
+    log_w = log_p - log_q
+    check_log_weights(log_w, f"{who} log weights log_p - log_q")
+    return log_w
+
+
 def elbo(log_p: Array, log_q: Array) -> Array:
     r"""Evidence lower bound :math:`\frac1S\sum_s \log w_s`.
 
     Gradient: reparameterised (whatever the inputs carry). Shape: ``batch``.
+
+    Bad input: NaN or ``+inf`` log weights, or a batch element whose log weights are all
+    ``-inf``, raise :class:`~vidiv.errors.NonFiniteError`. A batch element with *some*
+    ``-inf`` particles is ``-inf`` (the mean of a ``-inf``), with a zero gradient: no step
+    improves it. Under ``jax.jit`` nothing is raised: those elements are ``-inf`` (zero gradient)
+    or NaN, never finite.
     """
-    check_pair(log_p, log_q)
-    xp = namespace(log_p, log_q)
-    return xp.mean(log_p - log_q, axis=0)
+    return mean_log_w(_log_weights(log_p, log_q, "elbo"))
 
 
 def log_marginal(log_p: Array, log_q: Array) -> Array:
@@ -41,10 +54,13 @@ def log_marginal(log_p: Array, log_q: Array) -> Array:
 
     Gradient: :math:`\sum_s \bar w_s \nabla \log w_s` with self-normalised weights
     :math:`\bar w = \mathrm{softmax}(\log w)`.
+
+    Bad input: NaN / ``+inf`` log weights, or all ``-inf`` in a batch element, raise
+    :class:`~vidiv.errors.NonFiniteError`; a ``-inf`` particle otherwise has weight 0 (value and
+    gradient). Under ``jax.jit``: NaN / ``+inf`` / ``-inf`` (zero gradient) there instead.
     """
-    check_pair(log_p, log_q)
-    S = log_p.shape[0]
-    return logsumexp(log_p - log_q, axis=0) - log_num(S)
+    log_w = _log_weights(log_p, log_q, "log_marginal")
+    return lse(log_w, axis=0) - log_num(log_w.shape[0])
 
 
 def renyi_bound(log_p: Array, log_q: Array, alpha: float) -> Array:
@@ -61,28 +77,43 @@ def renyi_bound(log_p: Array, log_q: Array, alpha: float) -> Array:
     side of ``log p(x)`` in expectation over infinitely many particles (``cubo`` is
     ``alpha = 1 - n``).
 
+    Otherwise the power mean is evaluated with its dominant log weight
+    :math:`r = \max_s\log w_s` (:math:`\epsilon > 0`; the minimum for :math:`\epsilon < 0`)
+    shifted out, :math:`r + \frac1\epsilon[\log\sum_s e^{\epsilon(\log w_s - r)} - \log S]`,
+    so the value is finite wherever the bound is: float32 ``log w = (3e38, -3e38)`` at
+    ``alpha = -1`` gives ``3e38`` with gradient ``(1, 0)`` (``(1-alpha) * 3e38`` itself
+    overflows).
+
     Gradient: :math:`\sum_s \mathrm{softmax}((1-\alpha)\log w)_s \nabla\log w_s` (reparameterised
     VR gradient).
+
+    Bad input: NaN / ``+inf`` log weights, or all ``-inf`` in a batch element, raise
+    :class:`~vidiv.errors.NonFiniteError`. A ``-inf`` particle otherwise has weight 0 for
+    ``alpha < 1`` (finite value, zero gradient for that particle) and makes the bound ``-inf``
+    for ``alpha >= 1`` (:math:`w^{1-\alpha} = \infty`), with a zero gradient. Under ``jax.jit``
+    nothing is raised and those elements are NaN or ``+-inf``, never finite.
     """
-    check_pair(log_p, log_q)
-    alpha = float(alpha)
-    xp = namespace(log_p, log_q)
-    log_w = log_p - log_q
+    return _renyi(_log_weights(log_p, log_q, "renyi_bound"), float(alpha))
+
+
+def _renyi(log_w: Array, alpha: float) -> Array:
+    """:func:`renyi_bound` of checked log weights ``log_w`` (``alpha`` a float)."""
+    xp = namespace(log_w)
     eps = 1.0 - alpha
     if eps == 0.0:
-        return xp.mean(log_w, axis=0)
-    S = log_w.shape[0]
+        return mean_log_w(log_w)
+    far = power_mean(log_w, eps)
     if abs(eps) >= _SMALL_EPS:
-        return (logsumexp(eps * log_w, axis=0) - log_num(S)) / eps
+        return far
     # near alpha = 1: centre, then use expm1/log1p where every eps*c is small
-    mean = xp.mean(log_w, axis=0)
-    z = eps * (log_w - xp.where(xp.isfinite(mean), mean, 0.0))
+    centre = mean(log_w, axis=0)
+    z = eps * (log_w - xp.where(xp.isfinite(centre), centre, 0.0))
     # entries with -inf/inf log weights make the centred form undefined; fall back per element
     finite = xp.all(xp.isfinite(z), axis=0)
     small = finite & xp.all(xp.abs(xp.where(xp.isfinite(z), z, 0.0)) < 1.0, axis=0)
     z_safe = xp.clip(xp.where(xp.isfinite(z), z, 0.0), -1.0, 1.0)
-    near = mean + xp.log1p(xp.mean(xp.expm1(z_safe), axis=0)) / eps
-    far = (logsumexp(eps * log_w, axis=0) - log_num(S)) / eps
+    centre = xp.where(small, centre, 0.0)
+    near = centre + xp.log1p(xp.mean(xp.expm1(z_safe), axis=0)) / eps
     return xp.where(small, near, far)
 
 
@@ -94,10 +125,16 @@ def cubo(log_p: Array, log_q: Array, n: float = 2.0) -> Array:
     gradients collapses q onto a point (the estimate then falls far below ``log p(x)``). To
     minimise a chi-square divergence use :func:`vis_guide_surrogate` (score form, detached
     samples), as ``ChiSquaredVIS`` does.
+
+    Computed with the largest log weight shifted out (see :func:`renyi_bound`): finite with a
+    finite gradient wherever the bound is finite, e.g. float32 ``log w = (3e38, -3e38)`` gives
+    ``3e38`` (``2 * 3e38`` overflows). Bad input as for :func:`renyi_bound` with ``alpha < 1``:
+    NaN / ``+inf`` / all ``-inf`` raise :class:`~vidiv.errors.NonFiniteError`, a ``-inf``
+    particle has weight 0.
     """
     n = float(n)
     if n < 1.0:
         from ..errors import InvalidArgumentError
 
         raise InvalidArgumentError(f"cubo needs n >= 1 (n = 2 is the chi-square bound), got n={n}.")
-    return renyi_bound(log_p, log_q, alpha=1.0 - n)
+    return _renyi(_log_weights(log_p, log_q, "cubo"), 1.0 - n)

@@ -17,14 +17,23 @@ Example
 from __future__ import annotations
 
 from .._backend import Array, namespace
-from ._checks import check_pair
+from ._checks import check_log_weights, check_no_zero_weights, check_pair
 
 __all__ = ["log_variance"]
 
 
 def log_variance(log_p: Array, log_q: Array) -> Array:
-    """Unbiased variance over particles (axis 0) of ``log_q - log_p``; needs ``S >= 2``."""
+    """Unbiased variance over particles (axis 0) of ``log_q - log_p``; needs ``S >= 2``.
+
+    Bad input: every log weight must be finite. NaN / ``+inf`` / all ``-inf`` raise
+    :class:`~vidiv.errors.NonFiniteError` as in the bounds, and so does a single ``-inf`` (a
+    zero-weight particle has an infinite log ratio, so the variance is infinite): drop such
+    particles first. Under ``jax.jit`` the value there is NaN or ``+inf``, never finite.
+    """
     check_pair(log_p, log_q, min_particles=2)
+    log_w = log_p - log_q
+    check_log_weights(log_w, "log_variance log weights log_p - log_q")
+    check_no_zero_weights(log_w, "log weights log_p - log_q", "the log-variance loss")
     xp = namespace(log_p, log_q)
     f = log_q - log_p
     S = f.shape[0]

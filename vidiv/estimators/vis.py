@@ -14,8 +14,9 @@ Example
 
 from __future__ import annotations
 
-from .._backend import Array, log_num, logsumexp, stop_gradient
-from ._checks import check_pair
+from .._backend import Array, log_num, stop_gradient
+from ._checks import check_log_weights, check_pair
+from ._math import lse
 
 __all__ = ["vis_guide_surrogate", "vis_model_surrogate", "vis_surrogates"]
 
@@ -29,20 +30,29 @@ def vis_guide_surrogate(log_p: Array, log_q: Array) -> Array:
     -E_q[w^2\nabla\log q]/E_q[w^2]` itself (for fixed samples it is half the gradient of
     :math:`\log\hat V` through ``log q``, hence the surrogate ``0.5 r + 0.5 sg(r)`` of the reference
     code). Unlike the reparameterised CUBO it cannot collapse the guide.
+
+    Bad input: NaN / ``+inf`` log weights or all ``-inf`` in a batch element raise
+    :class:`~vidiv.errors.NonFiniteError`; a ``-inf`` particle has weight 0 (value and gradient).
+    Under ``jax.jit``: NaN / ``+-inf`` values there (zero gradient for ``-inf``).
     """
     check_pair(log_p, log_q)
     S = log_p.shape[0]
-    r = logsumexp(2.0 * (stop_gradient(log_p) - log_q), axis=0) - log_num(S)
+    log_w = stop_gradient(log_p) - log_q
+    check_log_weights(log_w, "vis_guide_surrogate log weights log_p - log_q")
+    r = lse(2.0 * log_w, axis=0) - log_num(S)
     return 0.5 * r + 0.5 * stop_gradient(r)
 
 
 def vis_model_surrogate(log_p: Array, log_q: Array) -> Array:
     r"""Model objective of VIS: value :math:`\log\hat p(x) = \log\frac1S\sum_s w_s` with
     ``log q`` detached, so the gradient is :math:`\sum_s \mathrm{softmax}(\log w)_s\nabla_\theta\log
-    p_\theta(x, z_s)` (the IS log-likelihood gradient for the model parameters)."""
+    p_\theta(x, z_s)` (the IS log-likelihood gradient for the model parameters). Bad input as
+    for :func:`vis_guide_surrogate`."""
     check_pair(log_p, log_q)
     S = log_p.shape[0]
-    return logsumexp(log_p - stop_gradient(log_q), axis=0) - log_num(S)
+    log_w = log_p - stop_gradient(log_q)
+    check_log_weights(log_w, "vis_model_surrogate log weights log_p - log_q")
+    return lse(log_w, axis=0) - log_num(S)
 
 
 def vis_surrogates(log_p: Array, log_q: Array, log_q_point: Array | float = 0.0) -> tuple:
