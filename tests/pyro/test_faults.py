@@ -13,10 +13,9 @@ import pytest
 import torch
 from pyro.infer import SVI
 from pyro.optim import Adam
-from scipy.special import logsumexp
 from scipy.stats import norm
 
-from tests.estimators.oracles import vimco_signals
+from tests.estimators.oracles import categorical_vimco, truncated_normal_dreg
 from vidiv.pyro import AlphaDivergence
 
 S = 12
@@ -64,20 +63,11 @@ def test_dreg_zero_weight_particles_exact_gradient(seed_):
     loss = loss_fn.differentiable_loss(truncated_model, guide)
     g_loc, g_scale = torch.autograd.grad(loss, (loc, scale))
     z = _draws(seen)
-    live = z >= CUT
-    assert 0 < (~live).sum() < S  # some particles have zero weight (about a third)
-    lw = norm.logpdf(z[live]) - norm.logpdf(z[live], loc0, scale0)
-    eps = 1 - alpha
-    assert loss.item() == pytest.approx(-(logsumexp(eps * lw) - np.log(S)) / eps, rel=1e-12)
-    # DReG on the live particles only: coef = alpha w + (1 - alpha) w^2, w = softmax(eps lw);
-    # d log w / dz = -z + (z - loc) / scale^2, dz/dloc = 1, dz/dscale = (z - loc) / scale
-    w = np.exp(eps * lw - logsumexp(eps * lw))
-    coef = alpha * w + (1 - alpha) * w**2
-    dlw = -z[live] + (z[live] - loc0) / scale0**2
-    assert float(g_loc) == pytest.approx(-np.sum(coef * dlw), rel=1e-10)
-    assert float(g_scale) == pytest.approx(
-        -np.sum(coef * dlw * (z[live] - loc0) / scale0), rel=1e-10
-    )
+    assert 0 < (z < CUT).sum() < S  # some particles have zero weight (about a third)
+    ref, g_loc_ref, g_scale_ref = truncated_normal_dreg(z, loc0, scale0, alpha, CUT)
+    assert loss.item() == pytest.approx(ref, rel=1e-12)
+    assert float(g_loc) == pytest.approx(g_loc_ref, rel=1e-10)
+    assert float(g_scale) == pytest.approx(g_scale_ref, rel=1e-10)
 
 
 def test_dreg_truncated_support_trains_without_nan():
@@ -105,18 +95,11 @@ def test_vimco_zero_weight_particle_exact_gradient():
     (g,) = torch.autograd.grad(loss, p)
     k = _draws(seen).astype(int)
     assert 0 < (k == 2).sum() < K
-    pn = p.detach().numpy()
     lp = np.log(PROBS.numpy()[k]) + norm.logpdf(0.5, k, 1.0)
     lp[k == 2] = -np.inf
-    lw = lp - np.log(pn[k])
-    eps = 1 - alpha
-    assert loss.item() == pytest.approx(-(logsumexp(eps * lw) - np.log(K)) / eps, rel=1e-12)
-    # loss = -(bound + score term) and torch's Categorical normalises its probs, so
-    # d log q(k) / dp_j = [k = j] / p_j - 1: d/dp_j = -sum_s (signal_s - w_s) ([k_s = j] / p_j - 1)
-    w = np.exp(eps * lw - logsumexp(eps * lw))
-    signal = vimco_signals(lw, alpha)
-    assert np.isfinite(signal).all() and (signal[k == 2] < 0).all()
-    expected = np.array([-np.sum((signal - w) * ((k == j) / pn[j] - 1)) for j in range(3)])
+    # torch's Categorical normalises its probs: d log q(k) / dp_j = [k = j] / p_j - 1
+    ref, expected = categorical_vimco(lp, k, p.detach().numpy(), alpha, normalised=True)
+    assert loss.item() == pytest.approx(ref, rel=1e-12)
     np.testing.assert_allclose(g.numpy(), expected, rtol=1e-10)
 
 

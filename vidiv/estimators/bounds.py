@@ -10,8 +10,8 @@ Example
 >>> import numpy as np
 >>> from vidiv.estimators import renyi_bound
 >>> log_w = np.array([-1.0, -2.0, -0.5])
->>> float(renyi_bound(log_w, np.zeros(3), alpha=0.0))   # IWAE: log mean exp(log_w)
--1.0518...
+>>> round(float(renyi_bound(log_w, np.zeros(3), alpha=0.0)), 4)  # IWAE: log mean exp(log_w)
+-0.9945
 """
 
 from __future__ import annotations

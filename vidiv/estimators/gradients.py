@@ -90,7 +90,9 @@ def leave_one_out_bounds(log_w: Array, alpha: float) -> Array:
     The mean of the others is summed over :math:`j \ne k` directly (not as the total minus
     :math:`\log w_k`), so a ``-inf`` particle gives ``-inf`` means for the others' baselines and
     a finite one for its own (never the NaN of ``-inf - (-inf)``). The baseline of the only particle
-    with positive weight is then ``-inf`` (every other weight, and their mean, is 0)."""
+    with positive weight is then ``-inf`` (every other weight, and their mean, is 0). The log
+    weights are not checked here (:func:`score_surrogate` checks them)."""
+    check_pair(log_w, log_w, min_particles=2)
     xp = namespace(log_w)
     S = log_w.shape[0]
     batch_ones = (1,) * (log_w.ndim - 1)

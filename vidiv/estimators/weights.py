@@ -4,7 +4,7 @@ Example
 -------
 >>> import numpy as np
 >>> from vidiv.estimators import weights
->>> float(weights.is_ess(np.zeros(100)))
+>>> round(float(weights.is_ess(np.zeros(100))), 9)
 100.0
 """
 
