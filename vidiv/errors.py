@@ -7,6 +7,9 @@ catches ``ValueError`` keeps working.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 __all__ = [
     "VidivError",
     "InvalidArgumentError",
@@ -161,6 +164,65 @@ def check_num_particles(num_particles: int, minimum: int = 1, name: str = "num_p
             f"({type(num_particles).__name__}); pass e.g. {name}={max(minimum, 16)}."
         )
     return value
+
+
+def no_finite_start_error(who: str, sites: list[str]) -> NonFiniteError:
+    """The error for a model whose log density is not finite where ``who`` starts: ``sites``
+    are the sites whose log density was -inf/NaN at a draw from the prior (may be empty)."""
+    where = (
+        f"the log density of site(s) {sites} is -inf or NaN at a draw from the prior"
+        if sites else "no site's log density is non-finite at a prior draw, but the joint is"
+    )
+    return NonFiniteError(
+        f"{who}: the model's log density is not finite at any starting point tried ({where}). "
+        "A factor that is -inf everywhere, observed data outside the likelihood's support or "
+        "a constraint no parameter value meets gives this: check those sites' values (e.g. "
+        "numpyro.handlers.trace / pyro.poutine.trace of the model and site['fn'].log_prob)."
+    )
+
+
+def check_start_log_p(who: str, finite: Any, sites: Callable[[], list[str]], given: bool) -> None:
+    """Refuse initial particles where ``log p(x, theta)`` is -inf or NaN (``finite``: one bool
+    per particle): such a particle has no gradient and the first step would be NaN. ``sites``
+    is called only on failure (it names the sites that are non-finite at a prior draw);
+    ``given``: the particles came from the user's ``init``."""
+    import numpy as np
+
+    ok = np.asarray(finite, dtype=bool).reshape(-1)
+    n_bad = int((~ok).sum())
+    if not n_bad:
+        return
+    if n_bad == ok.size and not given:
+        raise no_finite_start_error(who, sites())
+    origin = "given by init" if given else "drawn from the prior"
+    raise NonFiniteError(
+        f"{who}: log p(x, theta) is -inf or NaN at {n_bad} of {ok.size} initial particles "
+        f"({origin}); a particle there has no gradient, so the first step would be NaN. "
+        "Start every particle where the model's density is positive: pass init with values "
+        "inside that region (check the model's factor sites and truncations)."
+    )
+
+
+def check_positive(value: float, name: str, example: str, allow_inf: bool = False) -> float:
+    """Validate a positive real option (a scale, a clip), returning it as a ``float``: ``None``,
+    booleans, strings, NaN, ``<= 0`` and (unless ``allow_inf``) ``inf`` are refused, the message
+    saying what to pass (``example``, e.g. ``"init_scale=0.1"``).
+
+    >>> check_positive(0.5, "init_scale", "init_scale=0.1")
+    0.5
+    """
+    import math
+
+    try:
+        if value is None or _is_bool(value) or isinstance(value, str | bytes):
+            raise TypeError
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not (v > 0 and (allow_inf or math.isfinite(v))):
+        kind = "positive number" if allow_inf else "finite positive number"
+        raise InvalidArgumentError(f"{name} must be a {kind}, got {value!r}; pass e.g. {example}.")
+    return v
 
 
 def check_alpha(alpha: float, name: str = "alpha") -> float:

@@ -204,7 +204,7 @@ def test_bad_arguments():
         MirroredSVGD(dirichlet_model, 5).get_samples()
     with pytest.raises(InvalidArgumentError, match=r"init\['w'\] has shape \(4, 20\)"):
         MirroredSVGD(dirichlet_model, 5, init={"w": sd.initial_particles()[:4]}).step()
-    with pytest.raises(InvalidArgumentError, match="init is missing latent sites"):
+    with pytest.raises(InvalidArgumentError, match=r"init is missing latent site\(s\) \[.w.\]"):
         MirroredSVGD(dirichlet_model, 5, init={"v": sd.initial_particles()[:5]}).step()
 
     def observed_only():

@@ -7,7 +7,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vidiv.errors import InvalidArgumentError, NonFiniteError, check_num_particles
+from vidiv.errors import InvalidArgumentError, NonFiniteError, check_num_particles, check_positive
 
 from .schedule import check_step_size, resolve_schedule
 
@@ -57,7 +57,7 @@ def fbgvi_options(
         _choice(hessian, "hessian", ("exact", "stein")),
         _choice(variant, "variant", ("fbgvi", "bwgd")),
         resolve_schedule(schedule),
-        check_step_size(init_scale, name="init_scale"),
+        check_positive(init_scale, "init_scale", "init_scale=0.1 (the initial sd)"),
         bool(antithetic),
     )
 

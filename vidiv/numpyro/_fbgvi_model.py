@@ -16,7 +16,11 @@ import numpy as np
 from numpyro import handlers
 from numpyro.infer.util import initialize_model
 
-from vidiv.errors import ModelStructureError, model_params_error, point_mass_latent_error
+from vidiv.errors import (
+    ModelStructureError,
+    model_params_error,
+    point_mass_latent_error,
+)
 
 from ._traces import check_observed_sites, delta_of
 

@@ -19,6 +19,7 @@ import inspect
 import math
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -182,3 +183,22 @@ def warn_zero_low_rank_factor(guide, param_map: dict, objective: str) -> None:
         if value is not None:
             callback = functools.partial(_warn_zero_factor, objective, name, id(guide))
             jax.debug.callback(callback, jnp.all(value == 0))
+
+
+def check_rng_key(rng_key: Any, who: str) -> None:
+    """Refuse anything but a JAX PRNG key (``jax.random.PRNGKey(0)`` or ``jax.random.key(0)``)
+    with a message that shows how to make one."""
+    ok = False
+    try:
+        arr = jnp.asarray(rng_key) if rng_key is not None else None
+        if arr is not None:
+            typed = jnp.issubdtype(arr.dtype, jax.dtypes.prng_key)
+            ok = typed or (arr.dtype == jnp.uint32 and arr.shape[-1:] == (2,))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise InvalidArgumentError(
+            f"{who} needs a JAX random key as rng_key, got {type(rng_key).__name__}"
+            f"{'' if rng_key is None else f' {rng_key!r}'[:80]}; pass e.g. "
+            "jax.random.PRNGKey(0)."
+        )

@@ -23,6 +23,9 @@ Example
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import warnings
 from collections.abc import Callable
 from contextlib import ExitStack
 from typing import Any, NamedTuple
@@ -39,6 +42,7 @@ from ..errors import (
     ModelStructureError,
     check_observed,
     guide_factor_error,
+    no_finite_start_error,
     no_inverse_error,
 )
 from ._host import host_checks, map_particles, warn_mutable_state
@@ -250,15 +254,39 @@ def _validate(model_trace: dict, guide_trace: dict, objective: str) -> None:
 OBS_MASK_HINT = "pass obs_mask=jnp.isfinite(data) to numpyro.sample so they are imputed"
 
 
+def _warn_nonfinite_observed(who: str, site: str, count) -> None:
+    n = int(count)
+    if n:
+        warnings.warn(
+            f"{who}: observed site '{site}' contains {n} NaN/inf value(s) (seen under jax.jit, "
+            "where vidiv cannot raise): this step's loss and gradients are NaN, and "
+            "SVI.update would write NaN parameters. Drop, impute or mask the data "
+            f"({OBS_MASK_HINT}); SVI.stable_update / SVI.run(..., stable_update=True) and "
+            "vidiv.numpyro.fit skip such steps.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+
 def check_observed_sites(model_trace: dict, who: str) -> None:
     """:func:`vidiv.errors.check_observed` on every concrete observed site of a NumPyro trace
-    (a masked distribution, e.g. ``obs_mask``, may hold NaN in the masked entries)."""
+    (a masked distribution, e.g. ``obs_mask``, may hold NaN in the masked entries). A traced
+    value (data passed through ``jax.jit``) cannot raise: a ``RuntimeWarning`` naming the site
+    is given from the device when it holds NaN/inf (a ``jax.debug.callback`` that runs only
+    then)."""
     for name, site in model_trace.items():
         if site["type"] != "sample" or not site["is_observed"]:
             continue
-        if not _is_concrete(site["value"]) or site["fn"].__class__.__name__ == "MaskedDistribution":
+        if site["fn"].__class__.__name__ == "MaskedDistribution":
             continue
-        check_observed(who, name, site["value"], OBS_MASK_HINT)
+        value = site["value"]
+        if _is_concrete(value):
+            check_observed(who, name, value, OBS_MASK_HINT)
+        elif jnp.issubdtype(jnp.result_type(value), jnp.inexact):
+            bad = jnp.sum(~jnp.isfinite(value))
+            warn = functools.partial(_warn_nonfinite_observed, who, name)
+            jax.lax.cond(bad > 0, lambda n, warn=warn: jax.debug.callback(warn, n),
+                         lambda n: None, bad)  # fmt: skip
 
 
 def _plate_sizes(model_trace: dict, guide_trace: dict, name: str) -> int:
@@ -455,3 +483,42 @@ def reduce_mutable_state(state: dict | None) -> dict | None:
         return jnp.mean(x, axis=0) if jnp.issubdtype(x.dtype, jnp.inexact) else x[0]
 
     return jax.tree.map(reduce, state)
+
+
+def nonfinite_sites(model: Callable, args: tuple, kwargs: dict, rng_key: Any = None) -> list[str]:
+    """Sites whose log density (summed, times its scale) is -inf or NaN at one draw from the
+    prior of ``model`` (a fixed key unless ``rng_key``): what to name when the host's
+    initialisation finds no valid start."""
+    from numpyro import handlers
+
+    key = random.PRNGKey(0) if rng_key is None else rng_key
+    try:
+        with handlers.block():
+            tr = trace(seed(model, key)).get_trace(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - the model itself fails: the caller's error says so
+        return []
+    bad = []
+    for name, site in tr.items():
+        if site["type"] != "sample":
+            continue
+        try:
+            lp = jnp.sum(site["fn"].log_prob(site["value"]))
+        except Exception:  # noqa: BLE001 - a value outside a validated support
+            bad.append(name)
+            continue
+        if not bool(jnp.isfinite(lp)):
+            bad.append(name)
+    return bad
+
+
+@contextlib.contextmanager
+def naming_invalid_start(who: str, model: Callable, args: tuple, kwargs: dict):
+    """Turn the host's "Cannot find valid initial parameters" (raised by autoguides and
+    ``initialize_model`` when the log density is not finite at any start) into a
+    :class:`~vidiv.errors.NonFiniteError` naming the sites that are -inf/NaN at a prior draw."""
+    try:
+        yield
+    except RuntimeError as err:
+        if "valid initial parameters" not in str(err):
+            raise
+        raise no_finite_start_error(who, nonfinite_sites(model, args, kwargs)) from err

@@ -67,13 +67,11 @@ from numpyro.infer.initialization import init_to_median
 
 from ..errors import InvalidArgumentError
 from ..paths import (
-    check_estimator,
-    check_hidden,
-    check_num_steps,
+    check_continuous_latents,
     control_value,
     em_step,
     feature_dim,
-    make_sde,
+    guide_options,
     mlp_shapes,
     resolve_estimator,
     time_features,
@@ -138,13 +136,10 @@ class DiffusionGuide(DiffusionResultsMixin, AutoContinuous):
         init_loc_fn=init_to_median,
         init_scale: float = 1.0,
     ):
-        self.num_steps = check_num_steps(num_steps)
-        self.hidden = check_hidden(hidden)
-        self.sde = make_sde(sde, **(sde_kwargs or {}))
-        self.estimator = check_estimator(estimator)
-        self.use_score = bool(use_score)
-        self.score_clip = float(score_clip)
-        self.init_scale = float(init_scale)
+        (self.num_steps, self.hidden, self.sde, self.estimator, self.use_score,
+         self.score_clip, self.init_scale) = guide_options(
+            num_steps, hidden, sde, sde_kwargs, estimator, use_score, score_clip, init_scale
+        )
         self._schedule = self.sde.schedule(self.num_steps)
         self._log_var_end = self.sde.terminal_variance(self.num_steps)
         super().__init__(model, prefix=prefix, init_loc_fn=init_loc_fn)
@@ -221,6 +216,19 @@ class DiffusionGuide(DiffusionResultsMixin, AutoContinuous):
             (x_end, run, ito), _ = jax.lax.scan(body, (x0, zeros, zeros), inputs)
         log_p_ref = self.sde.log_p_ref(x_end, self.num_steps)
         return x_end, run + ito + log_p_ref
+
+    def _setup_prototype(self, *args, **kwargs):
+        # a fixed key: the structure check must not consume the user's random stream
+        with handlers.block():
+            trace = handlers.trace(handlers.seed(self.model, 0)).get_trace(*args, **kwargs)
+        check_continuous_latents(
+            [(name, type(site["fn"]).__name__,
+              bool(getattr(site["fn"], "is_discrete", False) or site["infer"].get("enumerate")))
+             for name, site in trace.items()
+             if site["type"] == "sample" and not site["is_observed"]],
+            "numpyro",
+        )  # fmt: skip
+        super()._setup_prototype(*args, **kwargs)
 
     def _sample_latent(self, *args, **kwargs):
         sample_shape = tuple(kwargs.pop("sample_shape", ()))

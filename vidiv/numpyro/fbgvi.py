@@ -39,6 +39,8 @@ from vidiv.gaussian import (
 )
 from vidiv.gaussian.options import check_gaussian, fbgvi_options, nonfinite_advice
 from vidiv.numpyro._fbgvi_model import FlatPotential, check_structure
+from vidiv.numpyro._host import check_rng_key
+from vidiv.numpyro._traces import naming_invalid_start
 
 __all__ = ["FBGVI", "FBGVIState", "FBGVIResult"]
 
@@ -127,13 +129,15 @@ class FBGVI:
 
         k_struct, k_guide, k_init = jax.random.split(rng_key, 3)
         check_structure(self.model, k_struct, args, kwargs)
-        handlers.seed(self.guide, k_guide)(*args, **kwargs)  # builds the guide's prototype
-        self._flat = FlatPotential(
-            self.model, k_init, args, kwargs, list(self.guide._init_locs), self.init_loc_fn
-        )
+        with naming_invalid_start("FBGVI", self.model, args, kwargs):
+            handlers.seed(self.guide, k_guide)(*args, **kwargs)  # builds the guide's prototype
+            self._flat = FlatPotential(
+                self.model, k_init, args, kwargs, list(self.guide._init_locs), self.init_loc_fn
+            )
 
     def init(self, rng_key: Any, *args: Any, **kwargs: Any) -> FBGVIState:
         """Build the potential and the guide; return the state with m₀ and Σ₀ = init_scale² I."""
+        check_rng_key(rng_key, "FBGVI.init")
         k_setup, k_state = jax.random.split(rng_key)
         self._setup(k_setup, args, kwargs)
         flat = self._flat

@@ -35,7 +35,8 @@ from numpyro.infer import SVI
 from ..diagnostics.monitor import FitResult, as_early_stop, check_fit_args
 from ..diagnostics.psis import psis_khat
 from ..errors import InvalidArgumentError, NonFiniteError, VidivError
-from ._traces import check_observed_sites
+from ._host import check_rng_key
+from ._traces import check_observed_sites, naming_invalid_start
 from .results import make_log_weights_fn
 
 __all__ = ["fit"]
@@ -79,6 +80,7 @@ def fit(
     check_fit_args(num_steps, monitor_every, num_khat_samples)
     stopper = as_early_stop(early_stop, monitor_every)
     if init_state is None:
+        check_rng_key(rng_key, "fit")
         # NaN / +-inf data: name the site before the guide's initialisation fails on it with
         # the host's "Cannot find valid initial parameters"
         try:
@@ -89,7 +91,11 @@ def fit(
         except Exception:  # noqa: BLE001 - svi.init below reports what the model needs
             model_trace = {}
         check_observed_sites(model_trace, "fit")
-    state = svi.init(rng_key, *args, **kwargs) if init_state is None else init_state
+    if init_state is None:
+        with naming_invalid_start("fit", svi.model, args, {**svi.static_kwargs, **kwargs}):
+            state = svi.init(rng_key, *args, **kwargs)
+    else:
+        state = init_state
     all_kwargs = {**svi.static_kwargs, **kwargs}
     counter = {"n": 0}
     loss_dtype = jax.eval_shape(lambda s: svi.update(s, *args, **kwargs), state)[1].dtype

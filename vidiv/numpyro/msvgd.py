@@ -33,8 +33,10 @@ import numpy as np
 import numpyro.optim
 from numpyro.optim import _NumPyroOptim
 
-from ..errors import InvalidArgumentError, check_num_particles
+from ..errors import InvalidArgumentError, check_num_particles, check_start_log_p
+from ..particles.blocks import check_init
 from ..particles.stein import check_options, mirrored_direction
+from ._host import check_rng_key
 from ._msvgd_model import (
     MSVGDRunResult,
     MSVGDState,
@@ -42,6 +44,7 @@ from ._msvgd_model import (
     log_p_and_grads,
     prior_draws,
 )
+from ._traces import nonfinite_sites
 
 __all__ = ["MirroredSVGD", "MSVGDState", "MSVGDRunResult"]
 
@@ -113,6 +116,7 @@ class MirroredSVGD:
     # --- state ---------------------------------------------------------------------------
     def init(self, rng_key, *args, **kwargs) -> MSVGDState:
         """Find the latent sites, place the particles (prior draws or ``init``)."""
+        check_rng_key(rng_key, "MirroredSVGD.init")
         key_trace, key_init = jax.random.split(rng_key)
         self.layout = inspect_model(self.model, key_trace, args, kwargs)
         if self.init_values is None:
@@ -120,26 +124,16 @@ class MirroredSVGD:
                                  kwargs)
         else:
             values = self._check_init()
+        log_p = log_p_and_grads(self.model, values, args, kwargs, grad=False)[0]
+        check_start_log_p("MirroredSVGD", jnp.isfinite(log_p),
+                          lambda: nonfinite_sites(self.model, args, kwargs),
+                          self.init_values is not None)
         eta = self.layout.to_dual(values)
         zero = jnp.zeros((), jnp.int32)
         return _strong(MSVGDState(self.optim.init(eta), zero, zero - 1))
 
     def _check_init(self) -> dict:
-        out = {}
-        for name, _, shape in self.layout.sites:
-            if name not in self.init_values:
-                raise InvalidArgumentError(
-                    f"init is missing latent site {name!r}; give constrained values of shape "
-                    f"({self.num_particles}, *{shape}) for every latent site, or init=None."
-                )
-            v = jnp.asarray(self.init_values[name])
-            if v.shape != (self.num_particles,) + shape:
-                raise InvalidArgumentError(
-                    f"init[{name!r}] has shape {v.shape}; expected "
-                    f"{(self.num_particles,) + shape} (num_particles, *site_shape)."
-                )
-            out[name] = v
-        return out
+        return check_init(self.layout, self.init_values, self.num_particles, jnp.asarray)
 
     def _need_init(self):
         if self.layout is None:

@@ -18,7 +18,7 @@ Example:
 
 from __future__ import annotations
 
-from .blocks import Layout
+from .blocks import Layout, check_init
 from .energy import energy_distance, mean_pairwise_distance
 from .kernels import KERNELS, coordinate_kernel, kernel_matrix, median_bandwidth
 from .mirror import (
@@ -60,6 +60,7 @@ __all__ = [
     "median_bandwidth",
     "mirrored_direction",
     "check_options",
+    "check_init",
     "VARIANTS",
     "msvgd_direction",
     "svgd_direction",

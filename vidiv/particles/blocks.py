@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from .._backend import namespace
@@ -28,7 +28,7 @@ from .mirror import MirrorMap
 
 Array = Any
 
-__all__ = ["Layout"]
+__all__ = ["Layout", "check_init"]
 
 
 class Layout:
@@ -127,3 +127,69 @@ class Layout:
     def __repr__(self) -> str:
         body = ", ".join(f"{n}: {m.name} {s}" for n, m, s in self.sites)
         return f"Layout({body})"
+
+
+_SUPPORT_WORDS = {
+    "simplex entropic": "the simplex (positive entries summing to 1)",
+    "positive entropic": "(0, inf)",
+    "unit-interval entropic": "(0, 1)",
+    "identity": "the real line",
+    "ordered entropic": "increasing vectors",
+    "positive-ordered entropic": "positive increasing vectors",
+}
+
+
+def check_init(layout: Layout, init: Mapping[str, Any], num_particles: int,
+               as_array: Callable[[Any], Array]) -> dict[str, Array]:
+    """Validate user-given initial particles ``{site: constrained values (P, *shape)}``.
+
+    Every latent site of ``layout`` must be given, with shape ``(num_particles, *shape)``,
+    finite and strictly inside its support (the mirror map is infinite on the boundary: a
+    particle there, or outside, would be NaN after one step). ``as_array`` converts a user value
+    to the adapter's array type and dtype. Raises :class:`~vidiv.errors.InvalidArgumentError`
+    naming the site, how many particles are bad and what to pass instead.
+
+    >>> import numpy as np
+    >>> from vidiv.particles import PositiveEntropic
+    >>> lay = Layout([("s", PositiveEntropic(), ())])
+    >>> sorted(check_init(lay, {"s": np.ones(4)}, 4, np.asarray))
+    ['s']
+    """
+    from ..errors import InvalidArgumentError
+
+    if not isinstance(init, Mapping):
+        raise InvalidArgumentError(
+            f"init must be a dict {{site: constrained values (num_particles, *site_shape)}} or "
+            f"None (draws from the prior), got {type(init).__name__}."
+        )
+    missing = [name for name in layout.names if name not in init]
+    if missing:
+        raise InvalidArgumentError(
+            f"init is missing latent site(s) {missing}; give constrained values of shape "
+            "(num_particles, *site_shape) for every latent site, or init=None."
+        )
+    out = {}
+    for name, m, shape in layout.sites:
+        v = as_array(init[name])
+        want = (num_particles, *shape)
+        if tuple(v.shape) != want:
+            raise InvalidArgumentError(
+                f"init[{name!r}] has shape {tuple(v.shape)}; expected {want} "
+                "(num_particles, *site_shape)."
+            )
+        xp = namespace(v)
+        flat = xp.reshape(v, (num_particles, -1))
+        finite = xp.all(xp.isfinite(flat), axis=1)
+        inside = finite & xp.all(xp.reshape(m.interior(v), (num_particles, -1)), axis=1)
+        n_bad = int(num_particles - int(xp.sum(inside)))
+        if n_bad:
+            n_nonfinite = int(num_particles - int(xp.sum(finite)))
+            what = f"{n_nonfinite} with NaN/inf values" if n_nonfinite else "outside the support"
+            raise InvalidArgumentError(
+                f"init[{name!r}]: {n_bad} of {num_particles} particles are not strictly inside "
+                f"the site's support, {_SUPPORT_WORDS.get(m.name, m.name)} ({what}); the mirror "
+                "map is infinite on the boundary. Pass values strictly inside it (e.g. draws "
+                "from the prior), or init=None."
+            )
+        out[name] = v
+    return out

@@ -18,6 +18,7 @@ from .filter import (
     path_log_variance,
 )
 from .modes import check_estimator, estimator_scope, resolve_estimator
+from .options import GuideOptions, check_continuous_latents, guide_options
 from .rnd import ito_term, log_rnd, path_log_q, running_cost
 from .rollout import Rollout, em_step, rollout
 from .sde import PIS, VP, ReferenceSDE, Schedule, check_num_steps, make_sde
@@ -52,4 +53,7 @@ __all__ = [
     "resolve_estimator",
     "check_estimator",
     "targets",
+    "guide_options",
+    "check_continuous_latents",
+    "GuideOptions",
 ]

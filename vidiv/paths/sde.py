@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import Array, namespace
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, check_positive
 
 __all__ = ["ReferenceSDE", "PIS", "VP", "Schedule", "make_sde", "check_num_steps"]
 
@@ -74,10 +74,7 @@ def check_num_steps(num_steps: int) -> int:
 
 
 def _positive(name: str, value: float) -> float:
-    v = float(value)
-    if not math.isfinite(v) or v <= 0:
-        raise InvalidArgumentError(f"{name} must be a finite positive number, got {value!r}.")
-    return v
+    return check_positive(value, name, f"{name}=1.0")
 
 
 class ReferenceSDE:

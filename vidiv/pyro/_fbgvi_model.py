@@ -13,9 +13,14 @@ import pyro
 import torch
 from pyro.infer.mcmc.util import initialize_model
 
-from vidiv.errors import ModelStructureError, model_params_error, point_mass_latent_error
+from vidiv.errors import (
+    ModelStructureError,
+    model_params_error,
+    no_finite_start_error,
+    point_mass_latent_error,
+)
 
-from ._traces import _check_data, delta_of
+from ._traces import _check_data, delta_of, nonfinite_sites
 
 __all__ = ["check_structure", "check_params_and_point_masses", "FlatPotential"]
 
@@ -45,12 +50,57 @@ def check_params_and_point_masses(trace, driver: str) -> None:
     _check_data([s for s in trace.nodes.values() if s["type"] == "sample"], driver)
 
 
+def _support_values(constraint) -> list:
+    """The tensors that parameterise a constraint (bounds of an interval, ...), recursively."""
+    out = []
+    for value in vars(constraint).values():
+        if torch.is_tensor(value):
+            out.append(value.detach())
+        elif isinstance(value, torch.distributions.constraints.Constraint):
+            out.extend(_support_values(value))
+    return out
+
+
+def check_static_supports(model: Callable, args: tuple, kwargs: dict, trace, driver: str) -> None:
+    """Refuse a latent site whose support depends on another latent (``Uniform(a, a + 1)`` with
+    ``a`` latent): Pyro's unconstrained transforms are fixed when the potential is built, so
+    the potential would evaluate such a site outside its support. Compared on a second prior
+    draw (the global torch RNG is left as it was)."""
+    try:
+        with torch.random.fork_rng(devices=[]), pyro.poutine.block():
+            torch.manual_seed(12345)
+            other = pyro.poutine.trace(model).get_trace(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - the model's own failure is reported where it runs
+        return
+    for name, site in trace.nodes.items():
+        if (site["type"] != "sample" or site["is_observed"] or name not in other.nodes
+                or not hasattr(site["fn"], "support")):
+            continue
+        mine = _support_values(site["fn"].support)
+        theirs = _support_values(other.nodes[name]["fn"].support)
+        same = len(mine) == len(theirs) and all(
+            a.shape == b.shape and bool(torch.equal(a, b))
+            for a, b in zip(mine, theirs, strict=True)
+        )
+        if not same:
+            raise ModelStructureError(
+                f"{driver}: latent site {name!r} has a support that depends on other latent "
+                f"values ({site['fn'].support}); Pyro fixes each site's map to unconstrained "
+                "space when the potential is built, so it cannot follow a moving support. "
+                "Reparameterise: sample a standardised variable with a fixed support and "
+                "transform it (e.g. u = a + pyro.sample('u_raw', Uniform(0, 1)) as a "
+                "pyro.deterministic site), or use vidiv.numpyro.FBGVI, whose potential follows "
+                "dynamic supports."
+            )
+
+
 def check_structure(model: Callable, args: tuple, kwargs: dict) -> None:
     """Raise ModelStructureError for model parameters, point-mass or discrete latents,
     subsampled plates or no latent site."""
     with pyro.poutine.block():
         tr = pyro.poutine.trace(model).get_trace(*args, **kwargs)
     check_params_and_point_masses(tr, "FBGVI")
+    check_static_supports(model, args, kwargs, tr, "FBGVI")
     latent = []
     for name, site in tr.nodes.items():
         if site["type"] != "sample":
@@ -82,10 +132,15 @@ class FlatPotential:
     """V(u) = −log p(x, T(u)) − log|J_T(u)| on the flat unconstrained vector u."""
 
     def __init__(self, model: Callable, args: tuple, kwargs: dict, shapes: dict):
-        with pyro.poutine.block():
-            _, potential_fn, transforms, _ = initialize_model(
-                model, model_args=args, model_kwargs=kwargs
-            )
+        try:
+            with pyro.poutine.block():
+                _, potential_fn, transforms, _ = initialize_model(
+                    model, model_args=args, model_kwargs=kwargs
+                )
+        except ValueError as err:
+            if "valid initial params" not in str(err):
+                raise
+            raise no_finite_start_error("FBGVI", nonfinite_sites(model, args, kwargs)) from err
         self._potential_fn = potential_fn
         self.transforms = transforms
         missing = [k for k in shapes if k not in transforms]

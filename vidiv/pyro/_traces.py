@@ -457,3 +457,27 @@ def first_particle_matches(model, args, kwargs, p: Particles, proto_model, mpn: 
     if not (bool(torch.isfinite(ours)) and bool(torch.isfinite(total))):
         return bool(ours == total)
     return bool(abs(ours - total) <= 1e-4 * (1.0 + abs(total)))
+
+
+def nonfinite_sites(model, args: tuple, kwargs: dict) -> list[str]:
+    """Sites whose log density (summed) is -inf or NaN at one draw from the prior of
+    ``model`` (the global torch RNG is left as it was): what to name when the host's
+    initialisation finds no valid start."""
+    try:
+        with torch.random.fork_rng(devices=[]), pyro.poutine.block():
+            tr = pyro.poutine.trace(model).get_trace(*args, **kwargs)
+    except Exception:  # noqa: BLE001 - the model itself fails: the caller's error says so
+        return []
+    bad = []
+    for name, site in tr.nodes.items():
+        if site["type"] != "sample" or type(site["fn"]).__name__ == "_Subsample":
+            continue
+        try:
+            with pyro.validation_enabled(False):
+                lp = site["fn"].log_prob(site["value"]).sum()
+        except Exception:  # noqa: BLE001 - cannot be evaluated there
+            bad.append(name)
+            continue
+        if not bool(torch.isfinite(lp)):
+            bad.append(name)
+    return bad

@@ -44,11 +44,9 @@ from pyro.infer.autoguide.initialization import init_to_median
 
 from ..estimators import weights
 from ..paths import (
-    check_estimator,
-    check_hidden,
-    check_num_steps,
+    check_continuous_latents,
     em_step,
-    make_sde,
+    guide_options,
     resolve_estimator,
     time_features,
 )
@@ -91,17 +89,24 @@ class DiffusionGuide(AutoContinuous):
         init_loc_fn=init_to_median,
         init_scale: float = 1.0,
     ):
-        self.num_steps = check_num_steps(num_steps)
-        self.hidden = check_hidden(hidden)
-        self.sde = make_sde(sde, **(sde_kwargs or {}))
-        self.estimator = check_estimator(estimator)
-        self.use_score = bool(use_score)
-        self.score_clip = float(score_clip)
-        self.init_scale = float(init_scale)
+        (self.num_steps, self.hidden, self.sde, self.estimator, self.use_score,
+         self.score_clip, self.init_scale) = guide_options(
+            num_steps, hidden, sde, sde_kwargs, estimator, use_score, score_clip, init_scale
+        )
         self._schedule = self.sde.schedule(self.num_steps)
         super().__init__(model, init_loc_fn=init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs):
+        with torch.random.fork_rng(devices=[]), pyro.poutine.block():  # the user's stream stays
+            trace = pyro.poutine.trace(self.model).get_trace(*args, **kwargs)
+        check_continuous_latents(
+            [(name, type(site["fn"]).__name__,
+              site["fn"].has_enumerate_support or bool(site["infer"].get("enumerate")))
+             for name, site in trace.nodes.items()
+             if site["type"] == "sample" and not site["is_observed"]
+             and type(site["fn"]).__name__ != "_Subsample"],
+            "pyro",
+        )  # fmt: skip
         super()._setup_prototype(*args, **kwargs)
         proto = self._init_loc()
         self._model_nesting = model_plate_nesting(self.prototype_trace)

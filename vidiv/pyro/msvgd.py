@@ -34,9 +34,12 @@ from ..errors import (
     NonFiniteError,
     VidivError,
     check_num_particles,
+    check_start_log_p,
 )
+from ..particles.blocks import check_init
 from ..particles.stein import check_options, mirrored_direction
 from ._msvgd_model import VectorizedModel, inspect_model, not_broadcasting
+from ._traces import nonfinite_sites
 from .monitor import _Snapshot
 
 __all__ = ["MirroredSVGD"]
@@ -119,11 +122,13 @@ class MirroredSVGD:
             values = self._vec.prior_draws(args, kwargs) if self.init is None else None
             if values is None:
                 values = self._init_values(infos)
-            self._vec.log_p(values, args, kwargs, grad=False)
+            log_p = self._vec.log_p(values, args, kwargs, grad=False)[0]
         except (RuntimeError, IndexError, ValueError) as err:
             if isinstance(err, VidivError):
                 raise
             raise ModelStructureError(not_broadcasting(depth, err)) from err
+        check_start_log_p("MirroredSVGD", torch.isfinite(log_p).cpu().numpy(),
+                          lambda: nonfinite_sites(self.model, args, kwargs), self.init is not None)
         eta = layout.to_dual(values).detach()
         self._eta_init = eta
         store = pyro.get_param_store()
@@ -132,23 +137,8 @@ class MirroredSVGD:
         pyro.param(self.name, lambda: eta.clone())
 
     def _init_values(self, infos) -> dict:
-        missing = [n for n in infos if n not in self.init]
-        if missing:
-            raise InvalidArgumentError(
-                f"init is missing latent sites {missing}; give constrained values of shape "
-                f"(num_particles, *site_shape) for every latent site, or init=None."
-            )
-        out = {}
-        for n, info in infos.items():
-            v = torch.as_tensor(self.init[n], dtype=self._dtype, device=self._device)
-            want = (self.num_particles,) + info.shape
-            if tuple(v.shape) != want:
-                raise InvalidArgumentError(
-                    f"init[{n!r}] has shape {tuple(v.shape)}; expected {want} "
-                    "(num_particles, *site_shape)."
-                )
-            out[n] = v
-        return out
+        return check_init(self.layout, self.init, self.num_particles,
+                          lambda v: torch.as_tensor(v, dtype=self._dtype, device=self._device))
 
     def _eta(self) -> torch.Tensor:
         return pyro.param(self.name, lambda: self._eta_init.clone()).unconstrained()

@@ -97,6 +97,7 @@ class ChiSquaredVIS(ParticleELBO):
         from ..errors import check_num_particles
 
         total = check_num_particles(num_particles, minimum=1)
+        chunk_size = check_num_particles(chunk_size, minimum=1, name="chunk_size")
         pieces, done, first = [], 0, None
         with torch.no_grad():
             while done < total:
