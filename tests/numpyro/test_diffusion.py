@@ -160,7 +160,7 @@ def test_logvariance_trains_gaussian_posterior_and_log_z():
 
 
 def test_bad_input_messages():
-    with pytest.raises(InvalidArgumentError, match="num_steps must be >= 1"):
+    with pytest.raises(InvalidArgumentError, match="num_steps must be an integer >= 1, got 0"):
         DiffusionGuide(lognormal_model, num_steps=0)
     with pytest.raises(InvalidArgumentError, match="unknown sde 'ou'"):
         DiffusionGuide(lognormal_model, sde="ou")

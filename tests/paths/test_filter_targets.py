@@ -95,7 +95,7 @@ def test_gmm_mode_helper():
 def test_bad_input_messages():
     with pytest.raises(InvalidArgumentError, match="unknown sde 'ou'"):
         make_sde("ou")
-    with pytest.raises(InvalidArgumentError, match=r"num_steps must be >= 1 .* got 0"):
+    with pytest.raises(InvalidArgumentError, match=r"num_steps must be an integer >= 1, got 0"):
         check_num_steps(0)
     with pytest.raises(InvalidArgumentError, match="num_steps must be an integer"):
         check_num_steps(2.5)

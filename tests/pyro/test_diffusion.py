@@ -147,7 +147,7 @@ def test_logvariance_trains_bimodal_to_both_modes():
 
 
 def test_bad_input_messages():
-    with pytest.raises(InvalidArgumentError, match="num_steps must be >= 1"):
+    with pytest.raises(InvalidArgumentError, match="num_steps must be an integer >= 1, got 0"):
         DiffusionGuide(lognormal_model, num_steps=0)
     with pytest.raises(InvalidArgumentError, match="unknown sde 'ou'"):
         DiffusionGuide(lognormal_model, sde="ou")

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .._backend import Array, namespace
-from ..errors import InvalidArgumentError, check_positive
+from ..errors import InvalidArgumentError, check_num_particles, check_positive
 
 __all__ = ["ReferenceSDE", "PIS", "VP", "Schedule", "make_sde", "check_num_steps"]
 
@@ -60,17 +60,8 @@ class Schedule:
 
 
 def check_num_steps(num_steps: int) -> int:
-    """Validate the number of Euler steps."""
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int | np.integer):
-        raise InvalidArgumentError(
-            f"num_steps must be an integer >= 1, got {num_steps!r}; pass e.g. num_steps=100."
-        )
-    if num_steps < 1:
-        raise InvalidArgumentError(
-            f"num_steps must be >= 1 (the number of Euler-Maruyama steps), got {num_steps}; "
-            "pass e.g. num_steps=100."
-        )
-    return int(num_steps)
+    """Validate the number of Euler steps (any integral number >= 1, as for particle counts)."""
+    return check_num_particles(num_steps, minimum=1, name="num_steps")
 
 
 def _positive(name: str, value: float) -> float:
