@@ -18,6 +18,8 @@ _PUBLIC = {
     "DiffusionGuide": "diffusion",
     "to_datatree": "results",
     "fit": "monitor",
+    "laplace": "_laplace",
+    "LaplaceResult": "_laplace",
     "model_scores": "scores",
 }
 
