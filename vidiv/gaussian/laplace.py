@@ -238,6 +238,8 @@ class LaplaceResult:
         The host strategy that gave the optimiser's start.
     init_mean : numpy.ndarray
         That start, unconstrained.
+    init_constrained : dict
+        That start, ``{site: value in its support}``.
     backend : str
         ``"numpyro"`` or ``"pyro"``.
     """
@@ -252,6 +254,7 @@ class LaplaceResult:
     potential: float = math.nan
     init_strategy: str = ""
     init_mean: np.ndarray | None = None
+    init_constrained: dict | None = None
     backend: str = field(default="numpyro", repr=False)
 
     def site_slices(self) -> dict[str, slice]:

@@ -161,7 +161,7 @@ def laplace(
         site_shapes={k: tuple(flat.shapes[k]) for k in order},
         constrained=constrained(core.mean), success=core.success, khat=core.khat,
         potential=core.potential, init_strategy=core.init_strategy, init_mean=core.init_mean,
-        backend="numpyro",
+        init_constrained=constrained(core.init_mean), backend="numpyro",
     )  # fmt: skip
 
 

@@ -165,13 +165,18 @@ def _laplace(model: Callable, args: tuple, kwargs: dict, seed: int, num_draws: i
     core = fit(value_and_grad, hessian, batch, [(n, start(s)) for n, s in _STRATEGIES],
                who="laplace", low_precision=dtype == torch.float32, backend="pyro",
                num_draws=num_draws, seed=seed, on_no_start=no_start)  # fmt: skip
-    u = flat.unflatten(as_t(core.mean))
+
+    def constrained(x):
+        u = flat.unflatten(as_t(x))
+        return {k: flat.transforms[k].inv(u[k]).detach().numpy() for k in order}
+
     return LaplaceResult(
         mean=core.mean, cov=core.cov, scale_tril=core.scale_tril,
         site_shapes={k: tuple(flat.shapes[k]) for k in order},
-        constrained={k: flat.transforms[k].inv(u[k]).detach().numpy() for k in order},
+        constrained=constrained(core.mean),
         success=core.success, khat=core.khat, potential=core.potential,
-        init_strategy=core.init_strategy, init_mean=core.init_mean, backend="pyro",
+        init_strategy=core.init_strategy, init_mean=core.init_mean,
+        init_constrained=constrained(core.init_mean), backend="pyro",
     )  # fmt: skip
 
 
