@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 import pytest
 
-from vidiv.errors import NonFiniteError, VidivError
+from vidiv.errors import InvalidArgumentError, NonFiniteError, VidivError
 from vidiv.gaussian.laplace import LaplaceResult, cov_from_hessian, fit
 
 H = np.array([[2.0, 0.5], [0.5, 1.0]])
@@ -116,3 +116,9 @@ def test_result_layout_helpers():
         lap.reordered(["a", "c"])
     with pytest.raises(dataclasses.FrozenInstanceError):
         lap.success = False
+
+
+@pytest.mark.parametrize("num_draws", [-1, 5, 2.5, True])
+def test_num_draws_checked(num_draws):
+    with pytest.raises(InvalidArgumentError, match="num_draws"):
+        _fit([("zeros", lambda: np.zeros(2))], num_draws=num_draws)

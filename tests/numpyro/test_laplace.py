@@ -13,10 +13,10 @@ import scipy.optimize
 import scipy.stats
 from numpyro.distributions import constraints
 from numpyro.infer import SVI, Trace_ELBO
-from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
+from numpyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal
 from numpyro.optim import Adam
 
-from vidiv.errors import ModelStructureError, NonFiniteError
+from vidiv.errors import InvalidArgumentError, ModelStructureError, NonFiniteError
 from vidiv.numpyro import FBGVI, LaplaceResult, laplace
 
 X = np.array([0.3, -1.2, 2.1, 0.7, 1.5])
@@ -121,6 +121,8 @@ def test_init_params_start_svi_at_the_mode(guide_cls):
         np.testing.assert_allclose(L @ L.T, cov, atol=1e-6)
     else:
         np.testing.assert_allclose(params["b_auto_scale"], np.sqrt(np.diag(lap.cov))[1:], atol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="supports AutoMultivariateNormal and AutoN"):
+        lap.init_params(AutoDelta(mixed))
 
 
 def test_start_fbgvi_at_the_result():

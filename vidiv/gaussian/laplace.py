@@ -42,9 +42,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from vidiv.errors import NonFiniteError, VidivError
+from vidiv.errors import InvalidArgumentError, NonFiniteError, VidivError, check_num_particles
 
-__all__ = ["LaplaceResult", "cov_from_hessian", "fit", "X64_HINT"]
+__all__ = ["LaplaceResult", "cov_from_hessian", "fit", "unsupported_guide_error", "X64_HINT"]
 
 EIGEN_FLOOR = 1e-12
 X64_HINT = {
@@ -62,6 +62,15 @@ def cov_from_hessian(H: np.ndarray, floor: float = EIGEN_FLOOR) -> tuple[np.ndar
     w, vecs = np.linalg.eigh(H)
     wf = np.maximum(w, floor * max(float(w.max()), 1e-300))
     return (vecs / wf) @ vecs.T, w
+
+
+def unsupported_guide_error(guide: Any) -> VidivError:
+    """The refusal of a guide that ``LaplaceResult.init_params`` cannot parameterise."""
+    return InvalidArgumentError(
+        f"init_params supports AutoMultivariateNormal and AutoNormal, not "
+        f"{type(guide).__name__}; for another guide use lap.mean / lap.cov (unconstrained, "
+        "sites in lap.site_shapes order) or init_loc_fn=init_to_value(values=lap.constrained)."
+    )
 
 
 class CoreFit(NamedTuple):
@@ -162,6 +171,11 @@ def fit(
         ``mean`` ``u*``, ``cov`` ``Σ``, ``scale_tril`` ``chol Σ``, ``success``, ``khat``,
         ``potential`` ``V(u*)``, the start's strategy name and ``u₀``.
     """
+    num_draws = check_num_particles(num_draws, minimum=0, name="num_draws")
+    if 0 < num_draws < 10:
+        raise InvalidArgumentError(
+            f"num_draws must be 0 (no k-hat) or at least 10 (PSIS needs them), got {num_draws}."
+        )
     name, u0, tried = _finite_start(value_and_grad, starts, who)
     if u0 is None:
         if on_no_start is not None:

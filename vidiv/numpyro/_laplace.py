@@ -18,7 +18,7 @@ from numpyro import handlers
 from numpyro.infer.initialization import init_to_median, init_to_sample, init_to_uniform
 
 from vidiv.errors import ModelStructureError, no_finite_start_error
-from vidiv.gaussian.laplace import LaplaceResult, fit
+from vidiv.gaussian.laplace import LaplaceResult, fit, unsupported_guide_error
 from vidiv.numpyro._fbgvi_model import FlatPotential, check_structure
 from vidiv.numpyro._host import check_rng_key
 from vidiv.numpyro._traces import naming_invalid_start, nonfinite_sites
@@ -176,8 +176,6 @@ def init_params(lap: LaplaceResult, guide: Any, *args: Any, **kwargs: Any) -> di
     """``init_params`` for ``SVI.init``/``SVI.run`` starting ``guide`` at ``lap``."""
     from numpyro.infer.autoguide import AutoMultivariateNormal, AutoNormal
 
-    from vidiv.errors import InvalidArgumentError
-
     _built(guide, args, kwargs)
     order = list(guide._init_locs)
     loc, cov = lap.reordered(order)
@@ -192,11 +190,7 @@ def init_params(lap: LaplaceResult, guide: Any, *args: Any, **kwargs: Any) -> di
             out[f"{k}_{p}_loc"] = jnp.reshape(jnp.asarray(lap.mean[s]), shape)
             out[f"{k}_{p}_scale"] = jnp.reshape(jnp.asarray(sd[s]), shape)
         return out
-    raise InvalidArgumentError(
-        f"init_params supports AutoMultivariateNormal and AutoNormal, not "
-        f"{type(guide).__name__}; for another guide use lap.mean / lap.cov (unconstrained, "
-        "sites in lap.site_shapes order) or init_loc_fn=init_to_value(values=lap.constrained)."
-    )
+    raise unsupported_guide_error(guide)
 
 
 def set_guide(lap: LaplaceResult, guide: Any, *args: Any, **kwargs: Any) -> None:

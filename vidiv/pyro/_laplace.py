@@ -29,7 +29,7 @@ from vidiv.errors import (
     NonFiniteError,
     no_finite_start_error,
 )
-from vidiv.gaussian.laplace import LaplaceResult, fit
+from vidiv.gaussian.laplace import LaplaceResult, fit, unsupported_guide_error
 from vidiv.pyro._fbgvi_model import FlatPotential, check_structure
 from vidiv.pyro._traces import nonfinite_sites
 
@@ -208,11 +208,7 @@ def init_params(lap: LaplaceResult, guide: Any, *args: Any, **kwargs: Any) -> di
             out[f"locs.{k}"] = torch.as_tensor(lap.mean[s], dtype=like.dtype).reshape(like.shape)
             out[f"scales.{k}"] = torch.as_tensor(sd[s], dtype=like.dtype).reshape(like.shape)
         return out
-    raise InvalidArgumentError(
-        f"init_params supports AutoMultivariateNormal and AutoNormal, not "
-        f"{type(guide).__name__}; for another guide use lap.mean / lap.cov (unconstrained, "
-        "sites in lap.site_shapes order) or init_loc_fn=init_to_value(values=lap.constrained)."
-    )
+    raise unsupported_guide_error(guide)
 
 
 def set_guide(lap: LaplaceResult, guide: Any, *args: Any, **kwargs: Any) -> None:
