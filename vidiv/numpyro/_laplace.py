@@ -21,7 +21,7 @@ from vidiv.errors import ModelStructureError, no_finite_start_error
 from vidiv.gaussian.laplace import LaplaceResult, fit, unsupported_guide_error
 from vidiv.numpyro._fbgvi_model import FlatPotential, check_structure
 from vidiv.numpyro._host import check_rng_key
-from vidiv.numpyro._traces import naming_invalid_start, nonfinite_sites
+from vidiv.numpyro._traces import nonfinite_sites
 
 __all__ = ["laplace", "LaplaceResult"]
 
@@ -119,8 +119,9 @@ def laplace(
 
     def start(strategy):
         def make():
-            with naming_invalid_start("laplace", model, args, kwargs):
-                flat = FlatPotential(model, k_init, args, kwargs, order, strategy)
+            # the host's "Cannot find valid initial parameters" moves on to the next strategy;
+            # after the last, no_start names the sites (as naming_invalid_start does)
+            flat = FlatPotential(model, k_init, args, kwargs, order, strategy)
             flats["flat"] = flat
             return np.asarray(flat.init_flat, np.float64)
         return make
