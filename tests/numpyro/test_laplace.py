@@ -53,6 +53,11 @@ def mixed():
     numpyro.sample("y", dist.Normal(a, b.sum()), obs=1.0)
 
 
+@pytest.fixture(scope="module")
+def lap_mixed():
+    return laplace(mixed)
+
+
 def correlated_exact():
     P = np.linalg.inv(S0) + np.eye(2) / NOISE
     cov = np.linalg.inv(P)
@@ -105,8 +110,8 @@ def test_truncated_student_t_prior_falls_back_to_uniform_start():
 
 
 @pytest.mark.parametrize("guide_cls", [AutoMultivariateNormal, AutoNormal])
-def test_init_params_start_svi_at_the_mode(guide_cls):
-    lap = laplace(mixed)
+def test_init_params_start_svi_at_the_mode(guide_cls, lap_mixed):
+    lap = lap_mixed
     guide = guide_cls(mixed)
     svi = SVI(mixed, guide, Adam(1e-3), Trace_ELBO())
     state = svi.init(jax.random.PRNGKey(0), init_params=lap.init_params(guide))
@@ -125,8 +130,8 @@ def test_init_params_start_svi_at_the_mode(guide_cls):
         lap.init_params(AutoDelta(mixed))
 
 
-def test_start_fbgvi_at_the_result():
-    lap = laplace(mixed)
+def test_start_fbgvi_at_the_result(lap_mixed):
+    lap = lap_mixed
     fb = FBGVI(mixed)
     state = lap.start(fb)
     m, c = lap.reordered(list(fb.latent_shapes))

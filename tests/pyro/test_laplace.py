@@ -52,6 +52,14 @@ def mixed():
     pyro.sample("y", dist.Normal(a, b.sum()), obs=torch.tensor(1.0))
 
 
+@pytest.fixture(scope="module")
+def lap_mixed():
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield laplace(mixed)
+    torch.set_default_dtype(old)
+
+
 def test_conjugate_gaussian_exact():
     lap = laplace(conjugate, torch.tensor(X), seed=1)
     assert isinstance(lap, LaplaceResult) and lap.success
@@ -83,8 +91,8 @@ def test_truncated_student_t_prior():
 
 
 @pytest.mark.parametrize("guide_cls", [AutoMultivariateNormal, AutoNormal])
-def test_set_guide_starts_at_the_mode(guide_cls):
-    lap = laplace(mixed)
+def test_set_guide_starts_at_the_mode(guide_cls, lap_mixed):
+    lap = lap_mixed
     guide = guide_cls(mixed)
     lap.set_guide(guide)
     median = guide.median()
@@ -99,8 +107,8 @@ def test_set_guide_starts_at_the_mode(guide_cls):
                                    atol=1e-6)  # fmt: skip
 
 
-def test_start_fbgvi_at_the_result():
-    lap = laplace(mixed)
+def test_start_fbgvi_at_the_result(lap_mixed):
+    lap = lap_mixed
     fb = FBGVI(mixed)
     lap.start(fb)
     assert list(fb.latent_shapes) == list(lap.site_shapes)
