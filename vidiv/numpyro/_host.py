@@ -202,29 +202,3 @@ def check_rng_key(rng_key: Any, who: str) -> None:
             f"{'' if rng_key is None else f' {rng_key!r}'[:80]}; pass e.g. "
             "jax.random.PRNGKey(0)."
         )
-
-
-def _warn_nonfinite_loss(objective: str, finite) -> None:
-    if not bool(finite):
-        warnings.warn(
-            f"{objective}: the loss is NaN/inf at this step (under jax.jit vidiv cannot raise). "
-            "SVI.update applies its NaN gradient and the parameters become NaN: use "
-            "SVI.run(..., stable_update=True) or svi.stable_update, which skip such steps, or "
-            "vidiv.numpyro.fit, which stops at the last finite state and names the step. "
-            "Usual causes: a step size too large (try a decaying schedule), NaN/inf data, a "
-            "model density that is -inf at every guide draw.",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-
-
-def signal_nonfinite_loss(loss: jax.Array, objective: str) -> jax.Array:
-    """Warn from the device when ``loss`` is not finite (a ``jax.debug.callback`` that runs
-    only then, so it costs nothing on finite steps); returns ``loss`` unchanged. The signal
-    a jitted host loop gets where raising is impossible."""
-    import functools
-
-    finite = jnp.isfinite(jax.lax.stop_gradient(loss))
-    warn = functools.partial(_warn_nonfinite_loss, objective)
-    jax.lax.cond(finite, lambda f: None, lambda f: jax.debug.callback(warn, f), finite)
-    return loss

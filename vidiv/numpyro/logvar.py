@@ -70,7 +70,7 @@ from numpyro.infer.elbo import ELBO
 from ..errors import NonFiniteError, check_num_particles
 from ..estimators import check_log_weights, vis_model_surrogate
 from ..paths.filter import MAX_RND, PathLoss, check_max_rnd, kept_mask, path_log_variance
-from ._host import check_host_keywords, signal_nonfinite_loss, warn_zero_low_rank_factor
+from ._host import check_host_keywords, warn_zero_low_rank_factor
 from ._traces import particle_terms, reduce_mutable_state
 
 __all__ = ["LogVariance"]
@@ -140,8 +140,7 @@ class LogVariance(ELBO):
 
     def loss_with_mutable_state(self, rng_key, param_map, model, guide, *args, **kwargs):
         out, t = self._terms(rng_key, param_map, model, guide, args, kwargs)
-        return {"loss": signal_nonfinite_loss(out.loss, "LogVariance"),
-                "mutable_state": reduce_mutable_state(t.mutable_state)}
+        return {"loss": out.loss, "mutable_state": reduce_mutable_state(t.mutable_state)}
 
     def filtered_loss(self, rng_key, param_map, model, guide, *args, **kwargs) -> PathLoss:
         """``PathLoss(loss, num_dropped, num_kept)`` for the draws of ``rng_key`` (the same

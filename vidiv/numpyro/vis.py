@@ -59,7 +59,7 @@ from ..estimators import (
     vis_surrogates,
     weights,
 )
-from ._host import check_host_keywords, signal_nonfinite_loss, warn_zero_low_rank_factor
+from ._host import check_host_keywords, warn_zero_low_rank_factor
 from ._traces import particle_terms, reduce_mutable_state
 
 __all__ = ["ChiSquaredVIS"]
@@ -111,8 +111,7 @@ class ChiSquaredVIS(ELBO):
         model_part, guide_part = vis_surrogates(t.log_p, t.log_q, t.log_q_point)
         log_px, g = jnp.sum(model_part) * t.scale, jnp.sum(guide_part) * t.scale
         loss = -log_px + (g - jax.lax.stop_gradient(g))
-        return {"loss": signal_nonfinite_loss(loss, "ChiSquaredVIS"),
-                "mutable_state": reduce_mutable_state(t.mutable_state)}
+        return {"loss": loss, "mutable_state": reduce_mutable_state(t.mutable_state)}
 
     def evaluate(
         self,
