@@ -151,3 +151,18 @@ def test_jitted_update_with_nan_data_warns_naming_the_site(objective):
         _, loss = update(state, jnp.array([0.5, 1.0]))
         jax.effects_barrier()
     assert np.isfinite(float(loss))
+
+
+def scale_model(y):
+    s = numpyro.sample("s", dist.LogNormal(0.0, 1.0))
+    numpyro.sample("y", dist.Normal(0.0, s), obs=y)
+
+
+@pytest.mark.parametrize("objective", [vn.AlphaDivergence, vn.ChiSquaredVIS, vn.LogVariance])
+def test_host_loop_divergence_gives_nan_losses_that_stable_update_skips(objective):
+    y = jnp.array([0.1, -0.2, 50.0])
+    svi = SVI(scale_model, AutoNormal(scale_model), numpyro.optim.SGD(1e3), objective())
+    res = svi.run(jax.random.PRNGKey(0), 50, y, progress_bar=False)
+    assert np.isnan(res.losses).sum() > 40  # the signal: a non-finite loss, never a finite one
+    stable = svi.run(jax.random.PRNGKey(0), 50, y, progress_bar=False, stable_update=True)
+    assert all(np.isfinite(np.asarray(v)).all() for v in stable.params.values())
