@@ -219,8 +219,11 @@ class DiffusionGuide(DiffusionResultsMixin, AutoContinuous):
 
     def _setup_prototype(self, *args, **kwargs):
         # a fixed key: the structure check must not consume the user's random stream
-        with handlers.block():
-            trace = handlers.trace(handlers.seed(self.model, 0)).get_trace(*args, **kwargs)
+        try:
+            with handlers.block():
+                trace = handlers.trace(handlers.seed(self.model, 0)).get_trace(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - e.g. a target without a sampler: the host's
+            return super()._setup_prototype(*args, **kwargs)  # initialisation handles it
         check_continuous_latents(
             [(name, type(site["fn"]).__name__,
               bool(getattr(site["fn"], "is_discrete", False) or site["infer"].get("enumerate")))

@@ -97,16 +97,20 @@ class DiffusionGuide(AutoContinuous):
         super().__init__(model, init_loc_fn=init_loc_fn)
 
     def _setup_prototype(self, *args, **kwargs):
-        with torch.random.fork_rng(devices=[]), pyro.poutine.block():  # the user's stream stays
-            trace = pyro.poutine.trace(self.model).get_trace(*args, **kwargs)
-        check_continuous_latents(
-            [(name, type(site["fn"]).__name__,
-              site["fn"].has_enumerate_support or bool(site["infer"].get("enumerate")))
-             for name, site in trace.nodes.items()
-             if site["type"] == "sample" and not site["is_observed"]
-             and type(site["fn"]).__name__ != "_Subsample"],
-            "pyro",
-        )  # fmt: skip
+        try:
+            with torch.random.fork_rng(devices=[]), pyro.poutine.block():  # the user's stream
+                trace = pyro.poutine.trace(self.model).get_trace(*args, **kwargs)
+        except Exception:  # noqa: BLE001 - e.g. a target without a sampler: the host's
+            trace = None  # initialisation below reports it
+        if trace is not None:
+            check_continuous_latents(
+                [(name, type(site["fn"]).__name__,
+                  site["fn"].has_enumerate_support or bool(site["infer"].get("enumerate")))
+                 for name, site in trace.nodes.items()
+                 if site["type"] == "sample" and not site["is_observed"]
+                 and type(site["fn"]).__name__ != "_Subsample"],
+                "pyro",
+            )  # fmt: skip
         super()._setup_prototype(*args, **kwargs)
         proto = self._init_loc()
         self._model_nesting = model_plate_nesting(self.prototype_trace)
