@@ -15,9 +15,8 @@ stochastic method in a few thousand steps:
 * FBGVI: its state set to the Laplace Gaussian, default step size (from the Hessian),
   ``schedule="decay"``, 4 samples per step;
 * MirroredSVGD: 100 particles drawn from the Laplace Gaussian, Adam with the same step size,
-  the kernel on the dual coordinates (``kernel_space="dual"``, the class default since issue 16,
-  e.g. ``log tau``: with the kernel on ``tau`` a few particles drift into eight schools'
-  half-Cauchy tail, tau's mean 1.1 sd high);
+  the kernel on the dual coordinates (``kernel_space="dual"``, e.g. ``log tau``: with the kernel
+  on ``tau`` a few particles drift into eight schools' half-Cauchy tail, tau's mean 1.1 sd high);
 * "laplace": the start itself, scored like a method (what the VI runs improve on).
 """
 
@@ -40,9 +39,7 @@ METHODS = {
 }
 NUM_DRAWS = 4000
 LR_DECAY = 0.1  # Adam's step size decays geometrically to LR_DECAY x its start
-# None = the class default ("dual" since issue 16; these runs used "dual" from 2026-11-27);
-# rows of runs before 2026-11-27 used "primal" (the class default then)
-MSVGD_KERNEL_SPACE = None
+MSVGD_KERNEL_SPACE = "dual"  # rows of runs before 2026-11-27 used "primal" (the class default)
 
 
 def missing_class(backend: str, method: str) -> str | None:

@@ -35,12 +35,9 @@ DIRICHLET_RUNS = {
 @pytest.mark.parametrize("variant", ["msvgd", "svmd"])
 def test_sparse_dirichlet_beats_iid_draws(variant):
     opt_cls, lr, decay, threshold = DIRICHLET_RUNS[variant]
-    # the paper's experiment, kernel on θ: the dual kernel (MSVGD's default since issue 16)
-    # collapses here (energy distance 1.4e-2, sd ratios 0.15-0.4 with this recipe)
     svgd = MirroredSVGD(dirichlet_model, sd.NUM_PARTICLES,
                         optim=opt_cls(lambda i: lr * decay**i), variant=variant,
-                        init={"w": sd.initial_particles(0)}, threshold=threshold,
-                        kernel_space="primal")
+                        init={"w": sd.initial_particles(0)}, threshold=threshold)
     res = svgd.run(KEY, sd.NUM_STEPS, progress_bar=False)
     w = np.asarray(res.params["w"])
     assert w.shape == (50, 20) and res.losses.shape == (500,)
@@ -57,9 +54,7 @@ def test_direction_uses_constrained_gradients():
     svgd = MirroredSVGD(dirichlet_model, 50, init={"w": w0})
     state = svgd.init(KEY)
     vals = svgd.get_samples(state)
-    assert svgd.kernel_space == "dual"  # the default (issue 16)
-    expect = msvgd_direction(svgd.layout, vals, {"w": (jnp.asarray(sd.ALPHA) - 1) / vals["w"]},
-                             kernel_space="dual")
+    expect = msvgd_direction(svgd.layout, vals, {"w": (jnp.asarray(sd.ALPHA) - 1) / vals["w"]})
     np.testing.assert_allclose(svgd.direction(state), expect, rtol=1e-12, atol=1e-12)
 
     def normal_model():
@@ -69,36 +64,6 @@ def test_direction_uses_constrained_gradients():
     svgd = MirroredSVGD(normal_model, 10, init={"z": z0})
     expect = svgd_direction(z0, -(z0 - jnp.array([1.0, -2.0])) / 0.25)
     np.testing.assert_allclose(svgd.direction(svgd.init(KEY)), expect, rtol=1e-12, atol=1e-12)
-
-
-def test_kernel_space_default_is_dual_for_msvgd_and_primal_for_svmd():
-    """kernel_space=None (the default) resolves per variant; explicit values are kept, and SVMD
-    still refuses "dual"."""
-    assert MirroredSVGD(dirichlet_model, 5).kernel_space == "dual"
-    assert MirroredSVGD(dirichlet_model, 5, kernel_space=None).kernel_space == "dual"
-    assert MirroredSVGD(dirichlet_model, 5, kernel_space="primal").kernel_space == "primal"
-    svmd = MirroredSVGD(dirichlet_model, 5, variant="svmd")  # no kernel_space: does not raise
-    assert svmd.kernel_space == "primal"
-    assert np.all(np.isfinite(np.asarray(svmd.direction(svmd.init(KEY)))))
-    with pytest.raises(InvalidArgumentError, match="use kernel_space='primal'"):
-        MirroredSVGD(dirichlet_model, 5, variant="svmd", kernel_space="dual")
-
-
-def _scale_model():
-    numpyro.sample("s", dist.Gamma(2.0, 1.0))
-
-
-def test_default_kernel_space_reproduces_explicit_dual():
-    """Same seed, 10 Adam steps from the prior on a positive site: the default's iterates are
-    the explicit "dual" ones exactly, and differ from "primal"."""
-    runs = {}
-    for space in (None, "dual", "primal"):
-        svgd = MirroredSVGD(_scale_model, 8, optim=numpyro.optim.Adam(0.05), kernel_space=space)
-        res = svgd.run(KEY, 10, progress_bar=False)
-        runs[space] = (np.asarray(res.params["s"]), np.asarray(res.losses))
-    np.testing.assert_array_equal(runs[None][0], runs["dual"][0])
-    np.testing.assert_array_equal(runs[None][1], runs["dual"][1])
-    assert np.max(np.abs(runs["primal"][0] - runs["dual"][0])) > 1e-6
 
 
 def test_gamma_site_has_the_right_mean_and_variance():
@@ -282,11 +247,11 @@ def eight_schools_noncentered(y, sigma):
         numpyro.sample("y", dist.Normal(mu + tau * tt, sigma), obs=y)
 
 
-def test_default_dual_kernel_fixes_the_tau_drift_on_eight_schools():
+def test_dual_kernel_fixes_the_tau_drift_on_eight_schools():
     """Non-centred eight schools, the posteriordb benchmark's recipe (100 particles from the prior
-    median with scale 0.1, Adam 0.01, 1000 steps): with the kernel on tau (``"primal"``, the
-    default before issue 16) the particles overshoot into tau's heavy tail (tau's mean ~1.1
-    reference sd high); with the default, the kernel on log tau, every mean is within 0.35 sd."""
+    median with scale 0.1, Adam 0.01, 1000 steps): with the kernel on tau the particles overshoot
+    into tau's heavy tail (tau's mean ~1.1 reference sd high); with the kernel on log tau every
+    mean is within 0.35 sd."""
     from tests.particles import eight_schools as es
 
     if not es.available():
@@ -294,11 +259,10 @@ def test_default_dual_kernel_fixes_the_tau_drift_on_eight_schools():
     y, sigma = (jnp.asarray(a) for a in es.data())
     init = {k: jnp.asarray(v) for k, v in es.initial_particles(100).items()}
     errors = {}
-    for space in ("primal", None):
+    for space in ("primal", "dual"):
         svgd = MirroredSVGD(eight_schools_noncentered, 100, optim=numpyro.optim.Adam(0.01),
                             init=init, kernel_space=space)
         res = svgd.run(KEY, 1000, y, sigma, progress_bar=False)
-        errors[svgd.kernel_space] = es.standardised_errors(res.params)
+        errors[space] = es.standardised_errors(res.params)
     assert errors["primal"]["tau"] > 0.8, errors
-    assert max(errors["dual"].values()) < 0.35, errors  # the default resolved to "dual"
-    assert errors["dual"]["tau"] < errors["primal"]["tau"] - 0.5, errors
+    assert max(errors["dual"].values()) < 0.35, errors

@@ -222,43 +222,10 @@ def test_bad_options(kwargs, match):
         check_options(**opts)
 
 
-def test_kernel_space_default_resolves_per_variant():
-    """None (the drivers' default) is "dual" for MSVGD and "primal" for SVMD; explicit values are
-    returned unchanged; check_options accepts None for both variants."""
-    from vidiv.particles.stein import resolve_kernel_space
-
-    assert resolve_kernel_space("msvgd", None) == "dual"
-    assert resolve_kernel_space("svmd", None) == "primal"
-    for variant in ("msvgd", "svmd"):
-        assert resolve_kernel_space(variant, "primal") == "primal"
-        check_options(variant, "imq", "joint", 0.98, None)
-        check_options(variant, "imq", "joint", 0.98)
-    assert resolve_kernel_space("msvgd", "dual") == "dual"
-    check_options("msvgd", "imq", "joint", 0.98, "primal")
-
-
-def test_mirrored_direction_default_is_the_dual_kernel_for_msvgd(rng):
-    """mirrored_direction (what the drivers call) resolves kernel_space=None like the drivers;
-    msvgd_direction itself keeps the paper's "primal" default."""
-    from vidiv.particles import mirrored_direction
-
-    lay = Layout([("w", SimplexEntropic(), (3,)), ("s", PositiveEntropic(), (1,))])
-    vals = {"w": rng.dirichlet([2.0, 3.0, 4.0], 7), "s": rng.gamma(2.0, 1.0, (7, 1))}
-    grads = {"w": 1.0 / vals["w"], "s": 1.0 / vals["s"] - 1.0}
-    dual = msvgd_direction(lay, vals, grads, kernel_space="dual")
-    np.testing.assert_array_equal(mirrored_direction(lay, vals, grads), dual)
-    np.testing.assert_array_equal(msvgd_direction(lay, vals, grads),
-                                  msvgd_direction(lay, vals, grads, kernel_space="primal"))
-    np.testing.assert_array_equal(mirrored_direction(lay, vals, grads, variant="svmd"),
-                                  svmd_direction(lay, vals, grads))
-
-
-@pytest.mark.parametrize("variant,kernel_space",
-                         [("msvgd", None), ("msvgd", "primal"), ("svmd", None)])
-def test_direction_vanishes_at_the_target(variant, kernel_space):
+@pytest.mark.parametrize("variant", ["msvgd", "svmd"])
+def test_direction_vanishes_at_the_target(variant):
     """Stein identity: with 400 exact Dirichlet(α) draws the direction is small (Monte Carlo
-    error only); with draws of Dirichlet(reversed α) it is not (measured ratios: MSVGD 16.0
-    with the default dual kernel, 15.5 with the primal one; SVMD 18.5)."""
+    error only); with draws of Dirichlet(reversed α) it is not (measured ratios 15.5, 18.5)."""
     from vidiv.particles import mirrored_direction
 
     alpha = np.array([10.0, 12.0, 8.0, 15.0])
@@ -266,8 +233,7 @@ def test_direction_vanishes_at_the_target(variant, kernel_space):
     rng = np.random.default_rng(0)
 
     def rms(w):
-        phi = mirrored_direction(lay, {"w": w}, {"w": (alpha - 1) / w}, variant=variant,
-                                 kernel_space=kernel_space)
+        phi = mirrored_direction(lay, {"w": w}, {"w": (alpha - 1) / w}, variant=variant)
         return np.sqrt(np.mean(phi**2))
 
     exact, wrong = rms(rng.dirichlet(alpha, 400)), rms(rng.dirichlet(alpha[::-1], 400))

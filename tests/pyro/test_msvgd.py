@@ -48,11 +48,8 @@ DIRICHLET_RUNS = {
 def test_sparse_dirichlet_beats_iid_draws(variant):
     opt_cls, lr, decay, kw, threshold = DIRICHLET_RUNS[variant]
     optim = _decaying(opt_cls, lr, decay, **kw)
-    # the paper's experiment, kernel on θ: the dual kernel (MSVGD's default since issue 16)
-    # collapses here (energy distance 1.4e-2, sd ratios 0.15-0.4 with this recipe)
     svgd = MirroredSVGD(dirichlet_model, sd.NUM_PARTICLES, optim=optim, variant=variant,
-                        init={"w": sd.initial_particles(0)}, threshold=threshold,
-                        kernel_space="primal")
+                        init={"w": sd.initial_particles(0)}, threshold=threshold)
     w = _fit(svgd, optim, sd.NUM_STEPS)["w"].numpy()
     assert w.shape == (50, 20)
     assert np.all(w > 0) and np.allclose(w.sum(-1), 1.0)
@@ -70,9 +67,7 @@ def test_direction_uses_constrained_gradients():
     svgd = MirroredSVGD(dirichlet_model, 50, init={"w": lay_w})
     phi = svgd.direction()
     vals = svgd.get_samples()
-    assert svgd.kernel_space == "dual"  # the default (issue 16)
-    expect = msvgd_direction(svgd.layout, vals, {"w": (torch.as_tensor(sd.ALPHA) - 1) / vals["w"]},
-                             kernel_space="dual")
+    expect = msvgd_direction(svgd.layout, vals, {"w": (torch.as_tensor(sd.ALPHA) - 1) / vals["w"]})
     torch.testing.assert_close(phi, expect, rtol=1e-12, atol=1e-12)
 
     def normal_model():
@@ -82,42 +77,6 @@ def test_direction_uses_constrained_gradients():
     svgd = MirroredSVGD(normal_model, 10, init={"z": z0})
     expect = svgd_direction(z0, -(z0 - torch.tensor([1.0, -2.0])) / 0.25)
     torch.testing.assert_close(svgd.direction(), expect, rtol=1e-12, atol=1e-12)
-
-
-def test_kernel_space_default_is_dual_for_msvgd_and_primal_for_svmd():
-    """kernel_space=None (the default) resolves per variant; explicit values are kept, and SVMD
-    still refuses "dual"."""
-    assert MirroredSVGD(dirichlet_model, 5).kernel_space == "dual"
-    assert MirroredSVGD(dirichlet_model, 5, kernel_space=None).kernel_space == "dual"
-    assert MirroredSVGD(dirichlet_model, 5, kernel_space="primal").kernel_space == "primal"
-    svmd = MirroredSVGD(dirichlet_model, 5, variant="svmd")  # no kernel_space: does not raise
-    assert svmd.kernel_space == "primal"
-    assert np.isfinite(svmd.step())
-    with pytest.raises(InvalidArgumentError, match="use kernel_space='primal'"):
-        MirroredSVGD(dirichlet_model, 5, variant="svmd", kernel_space="dual")
-
-
-def _simplex_and_scale_model():
-    w = pyro.sample("w", dist.Dirichlet(torch.tensor([2.0, 3.0, 5.0])))
-    s = pyro.sample("s", dist.Gamma(2.0, 1.0))
-    pyro.sample("y", dist.Normal(w[..., 0] * s, 1.0), obs=torch.tensor(0.7))
-
-
-def test_default_kernel_space_reproduces_explicit_dual():
-    """Same seed, 10 Adam steps from the prior: the default's iterates are the explicit
-    "dual" ones exactly, and differ from "primal" (a simplex and a positive site)."""
-    runs = {}
-    for space in (None, "dual", "primal"):
-        pyro.set_rng_seed(0)
-        pyro.clear_param_store()
-        svgd = MirroredSVGD(_simplex_and_scale_model, 8, optim=pyro.optim.Adam({"lr": 0.05}),
-                            kernel_space=space)
-        losses = [svgd.step() for _ in range(10)]
-        runs[space] = ({k: v.numpy() for k, v in svgd.get_samples().items()}, losses)
-    for name in ("w", "s"):
-        np.testing.assert_array_equal(runs[None][0][name], runs["dual"][0][name])
-        assert np.max(np.abs(runs["primal"][0][name] - runs["dual"][0][name])) > 1e-6
-    assert runs[None][1] == runs["dual"][1]
 
 
 def test_gamma_site_has_the_right_mean_and_variance():
@@ -330,10 +289,9 @@ def eight_schools_noncentered(y, sigma):
         pyro.sample("y", dist.Normal(mu + tau * tt, sigma), obs=y)
 
 
-def test_default_dual_kernel_fixes_the_tau_drift_on_eight_schools():
-    """The NumPyro test's twin (benchmark recipe, float64): kernel on tau ("primal", the default
-    before issue 16) -> tau's mean ~1.1-1.3 reference sd high; the default, kernel on log tau ->
-    every mean within 0.35 sd."""
+def test_dual_kernel_fixes_the_tau_drift_on_eight_schools():
+    """The NumPyro test's twin (benchmark recipe, float64): kernel on tau -> tau's mean ~1.1-1.3
+    reference sd high; kernel on log tau -> every mean within 0.35 sd."""
     from tests.particles import eight_schools as es
 
     if not es.available():
@@ -341,13 +299,12 @@ def test_default_dual_kernel_fixes_the_tau_drift_on_eight_schools():
     y, sigma = (torch.as_tensor(a) for a in es.data())
     init = {k: torch.as_tensor(v) for k, v in es.initial_particles(100).items()}
     errors = {}
-    for space in ("primal", None):
+    for space in ("primal", "dual"):
         svgd = MirroredSVGD(eight_schools_noncentered, 100, optim=pyro.optim.Adam({"lr": 0.01}),
                             init=init, kernel_space=space, name=f"es_{space}")
         for _ in range(1000):
             svgd.step(y, sigma)
-        errors[svgd.kernel_space] = es.standardised_errors({k: v.numpy() for k, v in
-                                                            svgd.get_samples().items()})
+        errors[space] = es.standardised_errors({k: v.numpy() for k, v in
+                                                svgd.get_samples().items()})
     assert errors["primal"]["tau"] > 0.8, errors
-    assert max(errors["dual"].values()) < 0.35, errors  # the default resolved to "dual"
-    assert errors["dual"]["tau"] < errors["primal"]["tau"] - 0.5, errors
+    assert max(errors["dual"].values()) < 0.35, errors

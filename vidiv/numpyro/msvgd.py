@@ -35,7 +35,7 @@ from numpyro.optim import _NumPyroOptim
 
 from ..errors import InvalidArgumentError, check_num_particles, check_start_log_p
 from ..particles.blocks import check_init
-from ..particles.stein import check_options, mirrored_direction, resolve_kernel_space
+from ..particles.stein import check_options, mirrored_direction
 from ._host import check_rng_key
 from ._msvgd_model import (
     MSVGDRunResult,
@@ -67,15 +67,9 @@ class MirroredSVGD:
         init: ``None`` (prior draws) or ``{site: constrained values (P, *shape)}``.
         mode: ``"joint"`` or ``"coordinatewise"`` kernel (MSVGD only).
         threshold: fraction of the Gram spectrum SVMD keeps.
-        kernel_space: ``None`` (default: ``"dual"`` for MSVGD, ``"primal"`` for SVMD),
-            ``"dual"`` (the kernel on ``η``, e.g. ``log τ`` for a positive site: plain SVGD on
-            the dual target, the paper code's "k2") or ``"primal"`` (the kernel on ``θ``, the
-            paper's formula). The default was ``"primal"`` before issue 16: on a heavy-tailed
-            positive scale (non-centred eight schools' half-Cauchy ``τ``) its bandwidth follows
-            ``τ``'s spread and a few particles drift into the tail (``τ``'s mean 1.1 reference
-            sd high after 1000 steps; 0.24 sd with ``"dual"``, the posteriordb runs' choice).
-            Pass ``"primal"`` for the old behaviour; SVMD supports ``"primal"`` only. The
-            resolved value is the attribute ``kernel_space``.
+        kernel_space: ``"primal"`` (default; the kernel on ``θ``, as in the paper) or ``"dual"``
+            (the kernel on ``η``, e.g. ``log τ`` for a positive site: plain SVGD on the dual
+            target). Prefer ``"dual"`` for heavy-tailed positive scales (eight schools' ``τ``).
 
     ``update`` is pure and jit-able (``jax.jit(partial(svgd.update, ...))``); ``run`` compiles
     one chunk of steps once and shows a progress bar between chunks. A step whose direction,
@@ -102,7 +96,7 @@ class MirroredSVGD:
         *,
         mode: str = "joint",
         threshold: float = 0.98,
-        kernel_space: str | None = None,
+        kernel_space: str = "primal",
     ):
         self.num_particles = check_num_particles(num_particles, minimum=2)
         check_options(variant, kernel, mode, threshold, kernel_space)
@@ -115,7 +109,7 @@ class MirroredSVGD:
             )
         self.model, self.kernel, self.optim = model, kernel, optim
         self.variant, self.mode, self.threshold = variant, mode, threshold
-        self.kernel_space = resolve_kernel_space(variant, kernel_space)
+        self.kernel_space = kernel_space
         self.init_values = init
         self.layout = None
 
@@ -233,9 +227,8 @@ class MirroredSVGD:
                     f"stopped and the result holds the last finite particles (after {bad} "
                     "steps) and their losses. Use a smaller or decaying step size (e.g. "
                     "numpyro.optim.Adam(0.01) or a schedule such as "
-                    "optax.exponential_decay), or, if you passed kernel_space='primal', the "
-                    "default kernel_space='dual'; check the model's log density at the "
-                    "particles (get_samples(state)).",
+                    "optax.exponential_decay), or kernel_space='dual'; check the model's log "
+                    "density at the particles (get_samples(state)).",
                     RuntimeWarning,
                     stacklevel=2,
                 )

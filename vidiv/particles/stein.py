@@ -19,13 +19,7 @@ on ``η`` itself, so the direction is plain SVGD on ``p_H``::
 
     φ(η_i) = 1/P Σ_j [ k(η_j, η_i) s_j + ∇_{η_j} k(η_j, η_i) ]
 
-(for a positive site the kernel sees ``log θ``; identical to ``"primal"`` for real sites).
-:func:`msvgd_direction` keeps the paper's ``"primal"`` as its default; the drivers
-(``vidiv.pyro.MirroredSVGD`` / ``vidiv.numpyro.MirroredSVGD``) default to ``kernel_space=None``,
-which :func:`resolve_kernel_space` turns into ``"dual"`` for ``variant="msvgd"`` (with the kernel
-on ``τ`` a few particles drift into eight schools' half-Cauchy tail, ``τ``'s mean 1.1 reference sd
-high; the posteriordb runs use ``"dual"``) and ``"primal"`` for ``variant="svmd"`` (its adaptive
-kernel is built on ``θ``). With
+(for a positive site the kernel sees ``log θ``; identical to ``"primal"`` for real sites). With
 ``mode="coordinatewise"`` the scalar kernel is replaced by the diagonal matrix kernel
 ``diag_a k_a(θ_a, θ'_a)`` (one bandwidth per coordinate, as Pyro's ``SVGD(mode="univariate")``)::
 
@@ -63,7 +57,7 @@ from .kernels import coordinate_kernel, kernel_matrix
 Array = Any
 
 __all__ = ["svgd_direction", "msvgd_direction", "svmd_direction", "mirrored_direction",
-           "check_options", "resolve_kernel_space", "MODES", "VARIANTS", "KERNEL_SPACES"]
+           "check_options", "MODES", "VARIANTS", "KERNEL_SPACES"]
 
 MODES = ("joint", "coordinatewise")
 KERNEL_SPACES = ("primal", "dual")
@@ -172,25 +166,9 @@ def svmd_direction(
 VARIANTS = ("msvgd", "svmd")
 
 
-def resolve_kernel_space(variant: str, kernel_space: str | None) -> str:
-    """The drivers' kernel space: ``kernel_space`` if given, else the variant's default.
-
-    ``None`` means ``"dual"`` for ``variant="msvgd"`` (the kernel on ``η``, e.g. ``log τ``: with
-    the kernel on ``τ`` a few particles drift into eight schools' half-Cauchy tail; the default
-    was ``"primal"`` before issue 16) and ``"primal"`` for ``variant="svmd"`` (the only space it
-    supports). An explicit value is returned unchanged (:func:`check_options` validates it).
-    """
-    if kernel_space is None:
-        return "primal" if variant == "svmd" else "dual"
-    return kernel_space
-
-
 def check_options(variant: str, kernel: str, mode: str, threshold: float,
-                  kernel_space: str | None = None) -> None:
-    """Validate the driver options up front (raises :class:`InvalidArgumentError`).
-
-    ``kernel_space=None`` is the variant's default (:func:`resolve_kernel_space`)."""
-    kernel_space = resolve_kernel_space(variant, kernel_space)
+                  kernel_space: str = "primal") -> None:
+    """Validate the driver options up front (raises :class:`InvalidArgumentError`)."""
     if variant not in VARIANTS:
         raise InvalidArgumentError(
             f"variant must be one of {VARIANTS!r}, got {variant!r}: 'msvgd' is mirrored SVGD, "
@@ -225,11 +203,9 @@ def mirrored_direction(
     kernel: str = "imq",
     mode: str = "joint",
     threshold: float = 0.98,
-    kernel_space: str | None = None,
+    kernel_space: str = "primal",
 ) -> Array:
-    """``msvgd_direction`` or ``svmd_direction`` by name (what the adapters call);
-    ``kernel_space=None`` is the variant's default (:func:`resolve_kernel_space`)."""
-    kernel_space = resolve_kernel_space(variant, kernel_space)
+    """``msvgd_direction`` or ``svmd_direction`` by name (what the adapters call)."""
     if variant == "svmd":
         return svmd_direction(layout, values, grads, kernel=kernel, threshold=threshold)
     return msvgd_direction(layout, values, grads, kernel=kernel, mode=mode,

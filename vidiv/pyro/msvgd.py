@@ -37,7 +37,7 @@ from ..errors import (
     check_start_log_p,
 )
 from ..particles.blocks import check_init
-from ..particles.stein import check_options, mirrored_direction, resolve_kernel_space
+from ..particles.stein import check_options, mirrored_direction
 from ._msvgd_model import VectorizedModel, inspect_model, not_broadcasting
 from ._traces import nonfinite_sites
 from .monitor import _Snapshot
@@ -60,15 +60,9 @@ class MirroredSVGD:
         mode: ``"joint"`` (one kernel) or ``"coordinatewise"`` (one kernel per coordinate);
             MSVGD only.
         threshold: fraction of the Gram spectrum SVMD keeps.
-        kernel_space: ``None`` (default: ``"dual"`` for MSVGD, ``"primal"`` for SVMD),
-            ``"dual"`` (the kernel on ``η``, e.g. ``log τ`` for a positive site: plain SVGD on
-            the dual target, the paper code's "k2") or ``"primal"`` (the kernel on ``θ``, the
-            paper's formula). The default was ``"primal"`` before issue 16: on a heavy-tailed
-            positive scale (non-centred eight schools' half-Cauchy ``τ``) its bandwidth follows
-            ``τ``'s spread and a few particles drift into the tail (``τ``'s mean 1.1 reference
-            sd high after 1000 steps; 0.24 sd with ``"dual"``, the posteriordb runs' choice).
-            Pass ``"primal"`` for the old behaviour; SVMD supports ``"primal"`` only. The
-            resolved value is the attribute ``kernel_space``.
+        kernel_space: ``"primal"`` (default; the kernel on ``θ``, as in the paper) or ``"dual"``
+            (the kernel on ``η``, e.g. ``log τ`` for a positive site: plain SVGD on the dual
+            target). Prefer ``"dual"`` for heavy-tailed positive scales (eight schools' ``τ``).
         name: param-store name of the dual particles ``(P, n)``; a new driver replaces a param
             of that name, so give concurrent drivers different names.
 
@@ -97,7 +91,7 @@ class MirroredSVGD:
         *,
         mode: str = "joint",
         threshold: float = 0.98,
-        kernel_space: str | None = None,
+        kernel_space: str = "primal",
         name: str = "msvgd_particles",
     ):
         self.num_particles = check_num_particles(num_particles, minimum=2)
@@ -111,7 +105,7 @@ class MirroredSVGD:
             )
         self.model, self.kernel, self.optim = model, kernel, optim
         self.variant, self.mode, self.threshold, self.name = variant, mode, threshold, name
-        self.kernel_space = resolve_kernel_space(variant, kernel_space)
+        self.kernel_space = kernel_space
         self.init = init
         self.layout = None
         self.num_steps = 0
@@ -196,8 +190,7 @@ class MirroredSVGD:
                 "large step); the step was undone and the particles and optimiser "
                 "state of the last finite step are kept (get_samples()). Use a smaller or "
                 "decaying step size (e.g. pyro.optim.Adam({'lr': 0.01}) or ClippedAdam with "
-                "'lrd'), or, if you passed kernel_space='primal', the default "
-                "kernel_space='dual'."
+                "'lrd'), or kernel_space='dual'."
             )
         self.num_steps += 1
         loss = float(-log_p.mean())
