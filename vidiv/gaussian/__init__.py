@@ -23,7 +23,6 @@ from vidiv.gaussian.steps import (
     fbgvi_step,
     forward_step,
     symmetrize,
-    whitened_step,
 )
 
 __all__ = [
@@ -46,5 +45,4 @@ __all__ = [
     "resolve_schedule",
     "stein_hessian",
     "symmetrize",
-    "whitened_step",
 ]
