@@ -12,10 +12,15 @@ import pytest
 import torch
 from pyro.infer import Predictive
 
-from tests.gaussian.targets import bad_gaussians, paper_target
+from tests.gaussian.targets import bad_gaussians, kl_optimal_gaussian_1d, paper_target, plain
 from vidiv.errors import InvalidArgumentError, ModelStructureError, NonFiniteError, VidivError
 from vidiv.gaussian import Decay, gaussian_kl
-from vidiv.pyro import FBGVI
+from vidiv.pyro import FBGVI as _FBGVI
+
+
+def FBGVI(model, **kw):
+    """The plain scheme (tests.gaussian.targets.PLAIN_FBGVI): what these tests' numbers are of."""
+    return plain(_FBGVI, model, **kw)
 
 
 def _mvn_model(target):
@@ -278,3 +283,47 @@ def test_set_gaussian_bad_input_errors():
         with pytest.raises(error, match=f"^{re.escape(message)}$"):
             fb.set_gaussian(mean, cov)
     np.testing.assert_allclose(fb.mean.numpy(), 0.0)  # rejected input leaves the state as is
+
+
+# ------------------------------------------------------------------ the defaults (issue 16)
+def _kl_to(fb, mu, A):
+    return float(gaussian_kl(fb.mean.numpy(), fb.cov.numpy(), mu, np.linalg.inv(A)))
+
+
+@pytest.mark.parametrize("init", [None, "isotropic"])
+def test_defaults_reach_kl_below_0_01_on_ill_conditioned_gaussian(init):
+    rng = np.random.default_rng(0)  # the NumPyro test's target: eigenvalues 0.05 to 5, rotated
+    Q, _ = np.linalg.qr(rng.standard_normal((8, 8)))
+    A = Q @ np.diag(np.geomspace(0.05, 5.0, 8)) @ Q.T
+    mu = rng.standard_normal(8) * 3
+
+    def model():
+        prior = dist.MultivariateNormal(torch.tensor(mu), precision_matrix=torch.tensor(A))
+        pyro.sample("z", prior)
+
+    pyro.set_rng_seed(1)
+    fb = _FBGVI(model, **({} if init is None else {"init": init}))
+    for _ in range(150):
+        fb.step()
+    assert fb.num_samples == 4 and fb.antithetic and fb.precondition
+    assert _kl_to(fb, mu, A) < 0.01  # measured 2e-15 (Laplace start and origin)
+    assert init is not None or (fb.laplace is not None and fb.laplace.success)
+    old = FBGVI(model)  # the plain scheme with the old defaults, same budget: far off
+    for _ in range(150):
+        old.step()
+    assert _kl_to(old, mu, A) > 0.1
+
+
+def _flat_prior():  # p(s) ∝ exp(-s - 1/s) under a flat prior on s > 0 (Pyro: a masked prior)
+    s = pyro.sample("s", dist.LogNormal(0.0, 1.0).mask(False))
+    pyro.factor("f", -s - 1.0 / s)
+
+
+def test_defaults_on_a_flat_prior_end_at_the_kl_optimal_gaussian():
+    pyro.set_rng_seed(0)
+    fb = _FBGVI(_flat_prior)
+    for _ in range(1000):
+        fb.step()
+    m, var = kl_optimal_gaussian_1d(lambda u: np.exp(u) + np.exp(-u) - u)
+    assert abs(float(fb.mean[0]) - m) < 0.03 * var**0.5
+    assert abs(float(fb.cov[0, 0]) / var - 1) < 0.05

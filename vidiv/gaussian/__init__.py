@@ -23,6 +23,7 @@ from vidiv.gaussian.steps import (
     fbgvi_step,
     forward_step,
     symmetrize,
+    whitened_step,
 )
 
 __all__ = [
@@ -45,4 +46,5 @@ __all__ = [
     "resolve_schedule",
     "stein_hessian",
     "symmetrize",
+    "whitened_step",
 ]

@@ -11,7 +11,20 @@ from vidiv.errors import InvalidArgumentError, NonFiniteError, check_num_particl
 
 from .schedule import check_step_size, resolve_schedule
 
-__all__ = ["FBGVIOptions", "check_gaussian", "fbgvi_options", "nonfinite_advice"]
+__all__ = [
+    "WHITENED_MAX_STEP",
+    "FBGVIOptions",
+    "check_gaussian",
+    "fbgvi_options",
+    "nonfinite_advice",
+    "resolve_init",
+]
+
+
+# The default η₀ of the whitened step never exceeds ½ (in units of the current q's scale): with
+# η > 1 the entropy step alone doubles Σ each step, which a noisy (Stein) Hessian turns into a
+# divergence (measured: the two-site conformance model from an init_scale=0.1 start, η₀ = 1.16).
+WHITENED_MAX_STEP = 0.5
 
 
 class FBGVIOptions(NamedTuple):
@@ -22,6 +35,7 @@ class FBGVIOptions(NamedTuple):
     schedule: Any
     init_scale: float
     antithetic: bool
+    precondition: bool
 
 
 def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
@@ -32,20 +46,26 @@ def _choice(value: str, name: str, choices: tuple[str, ...]) -> str:
 
 def fbgvi_options(
     step_size: float | None = None,
-    num_samples: int = 1,
+    num_samples: int = 4,
     hessian: str = "exact",
     variant: str = "fbgvi",
-    schedule: Any = None,
+    schedule: Any = "decay",
     init_scale: float = 0.1,
-    antithetic: bool = False,
+    antithetic: bool | None = None,
+    precondition: bool = True,
 ) -> FBGVIOptions:
     """Check the drivers' arguments; raise :class:`~vidiv.errors.InvalidArgumentError` with a
-    fix-it message on bad input.
+    fix-it message on bad input. ``antithetic=None`` pairs the draws when ``num_samples`` is even.
 
-    >>> fbgvi_options(num_samples=4, antithetic=True).num_samples
-    4
+    >>> opts = fbgvi_options()
+    >>> opts.num_samples, opts.antithetic, opts.precondition
+    (4, True, True)
+    >>> fbgvi_options(num_samples=1).antithetic
+    False
     """
     n = check_num_particles(num_samples, name="num_samples")
+    if antithetic is None:  # the default: pairs whenever the number of draws allows them
+        antithetic = n % 2 == 0
     if antithetic and n % 2:
         raise InvalidArgumentError(
             f"antithetic=True pairs each draw ε with −ε, so num_samples must be even, got "
@@ -59,6 +79,43 @@ def fbgvi_options(
         resolve_schedule(schedule),
         check_positive(init_scale, "init_scale", "init_scale=0.1 (the initial sd)"),
         bool(antithetic),
+        _flag(precondition, "precondition"),
+    )
+
+
+def _flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise InvalidArgumentError(f"{name} must be True or False, got {value!r}.")
+    return bool(value)
+
+
+def resolve_init(init: Any, init_loc_fn: Any) -> Any:
+    """The drivers' start: ``"laplace"``, ``"isotropic"`` or a ``LaplaceResult``.
+
+    ``init=None`` (the default) is ``"laplace"``, unless an ``init_loc_fn`` is given: then the
+    start is ``"isotropic"`` at that strategy's point (the behaviour before the Laplace default).
+
+    >>> resolve_init(None, None), resolve_init(None, object()), resolve_init("isotropic", None)
+    ('laplace', 'isotropic', 'isotropic')
+    """
+    from .laplace import LaplaceResult
+
+    if init is None:
+        return "isotropic" if init_loc_fn is not None else "laplace"
+    if isinstance(init, LaplaceResult):
+        return init
+    if init in ("laplace", "isotropic"):
+        if init == "laplace" and init_loc_fn is not None:
+            raise InvalidArgumentError(
+                "init='laplace' finds its own start (the hosts' init_to_median, then "
+                "init_to_uniform, init_to_sample); init_loc_fn is used only with "
+                "init='isotropic'. Drop one of the two."
+            )
+        return init
+    raise InvalidArgumentError(
+        f"init must be 'laplace' (the default: q starts at the model's Laplace approximation), "
+        f"'isotropic' (N(m0, init_scale² I) with m0 from init_loc_fn, or the unconstrained "
+        f"origin), or a LaplaceResult from vidiv.<backend>.laplace; got {init!r}."
     )
 
 

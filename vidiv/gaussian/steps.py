@@ -43,6 +43,7 @@ __all__ = [
     "backward_step",
     "fbgvi_step",
     "bwgd_step",
+    "whitened_step",
 ]
 
 
@@ -127,3 +128,44 @@ def bwgd_step(
         cov_inv = xp.linalg.solve(cov, eye)
     M = eye - step_size * (symmetrize(hess) - symmetrize(cov_inv))
     return mean - step_size * grad, symmetrize(xp.matmul(xp.matmul(M, cov), _mT(M)))
+
+
+def whitened_step(
+    step: Any, mean: Array, scale_tril: Array, grad: Array, hess: Array, step_size: float | Array
+) -> tuple[Array, Array]:
+    r"""One ``step`` (:func:`fbgvi_step` or :func:`bwgd_step`) taken in the coordinates where the
+    current q is standard normal: the affine-invariant form of the scheme.
+
+    With ``Σ = L Lᵀ`` and ``u = m + L z``, q is N(0, I) in ``z`` and the target's potential
+    ``V(m + L z)`` has gradient ``Lᵀ ḡ`` and Hessian ``Lᵀ H̄ L``. The step is applied there and
+    mapped back:
+
+    .. math::
+
+        (m_z, Σ_z) = \operatorname{step}(0, I, L^\top \bar g, L^\top \bar H L, η), \qquad
+        m \leftarrow m + L m_z, \quad Σ \leftarrow L Σ_z L^\top .
+
+    The iterates are equivariant under any affine reparameterisation ``u ↦ A u + b`` of the
+    target (the same draws give the same q up to the map), so the step size ``η`` is in units of
+    the current q's own scale: ``η = ½`` is stable whatever the posterior's conditioning, where
+    the plain step needs ``η < 1/λ_max(H̄)`` and then moves the flat directions by ``η λ_min``
+    per step. It is the forward-backward splitting of the Wasserstein gradient flow
+    preconditioned by the current covariance (the affine-invariant flow of Garbuno-Inigo et al.,
+    SIAM J. Appl. Dyn. Syst. 2020); its fixed points are those of the plain step
+    (``E_q ∇V = 0``, ``E_q ∇²V = Σ⁻¹``).
+
+    >>> import numpy as np
+    >>> A = np.diag([100.0, 0.01])                        # V(u) = u'Au/2: posterior N(0, A^-1)
+    >>> L = np.diag([0.1, 10.0])                          # q = the posterior already
+    >>> m, S = whitened_step(fbgvi_step, np.zeros(2), L, np.zeros(2), A, 0.5)
+    >>> np.allclose(S, np.diag([0.01, 100.0]))            # a fixed point, in both directions
+    True
+    """
+    xp = namespace(mean, scale_tril, grad, hess)
+    L = scale_tril
+    g_z = xp.matmul(_mT(L), grad[..., None])[..., 0]
+    h_z = symmetrize(xp.matmul(xp.matmul(_mT(L), hess), L))
+    eye = _eye_like(h_z)
+    m_z, cov_z = step(xp.zeros_like(mean), eye, g_z, h_z, step_size)
+    m_new = mean + xp.matmul(L, m_z[..., None])[..., 0]
+    return m_new, symmetrize(xp.matmul(xp.matmul(L, cov_z), _mT(L)))

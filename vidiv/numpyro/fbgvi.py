@@ -7,9 +7,12 @@ estimate
 sym(Σ⁻¹(X − m)∇V(X)ᵀ), then applies ``vidiv.gaussian.fbgvi_step`` (or ``bwgd_step``). The loss is
 the free energy mean V(X_s) − H(q) (negative ELBO) at the pre-update q.
 
+By default q₀ is the Laplace approximation and each step is whitened by the current q (affine
+invariant; ``precondition=False`` is the plain scheme).
+
 Example::
 
-    fb = vidiv.numpyro.FBGVI(model, hessian="exact", schedule=Decay(200))
+    fb = vidiv.numpyro.FBGVI(model)
     result = fb.run(jax.random.PRNGKey(0), 2000, x, y)
     samples = Predictive(model, guide=fb.guide, params=result.params, num_samples=500)(key, x)
 """
@@ -25,6 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from numpyro.infer.autoguide import AutoMultivariateNormal
+from numpyro.infer.initialization import init_to_value
 
 from vidiv.errors import InvalidArgumentError, check_num_particles
 from vidiv.gaussian import (
@@ -36,8 +40,16 @@ from vidiv.gaussian import (
     mean_gradient,
     mean_hessian,
     stein_hessian,
+    whitened_step,
 )
-from vidiv.gaussian.options import check_gaussian, fbgvi_options, nonfinite_advice
+from vidiv.gaussian.laplace import LaplaceResult
+from vidiv.gaussian.options import (
+    WHITENED_MAX_STEP,
+    check_gaussian,
+    fbgvi_options,
+    nonfinite_advice,
+    resolve_init,
+)
 from vidiv.numpyro._fbgvi_model import FlatPotential, check_structure
 from vidiv.numpyro._host import check_rng_key
 from vidiv.numpyro._traces import naming_invalid_start
@@ -70,51 +82,97 @@ class FBGVIResult(NamedTuple):
 
 
 class FBGVI:
-    """Stochastic forward-backward Gaussian VI in Bures–Wasserstein space for a NumPyro model.
+    r"""Stochastic forward-backward Gaussian VI in Bures–Wasserstein space for a NumPyro model.
 
-    :param model: NumPyro model with continuous latent sites and no subsampled plate.
-    :param step_size: base η₀ (> 0); ``None`` = 0.5 / λ_max(∇²V(m₀)) at the initial mean.
-    :param num_samples: samples per step S (gradients and Hessians are averaged over them).
-    :param hessian: ``"exact"`` (autodiff, d gradient-equivalents per sample) or ``"stein"``
-        (first-order, unbiased, noisier in high dimension).
-    :param variant: ``"fbgvi"`` or the ``"bwgd"`` baseline (Lambert et al. 2022).
-    :param schedule: ``None``/``"constant"``, ``"decay"`` (τ = 100) or a callable k ↦ factor,
-        e.g. ``vidiv.gaussian.Decay(tau, power)``; η_k = η₀ · factor(k) (must be jax-traceable).
-    :param init_scale: Σ₀ = init_scale² I.
-    :param init_loc_fn: NumPyro init strategy for m₀; ``None`` = the unconstrained origin.
-    :param antithetic: draw ε and −ε in pairs (even ``num_samples``). The pair average of ∇V is
-        exact for Gaussian targets and removes the linear part of the gradient noise otherwise;
-        the Stein estimator is then used without centring (still unbiased).
+    Minimises KL(q‖p) over q = N(m, Σ) in the model's unconstrained space. By default q starts at
+    the model's Laplace approximation (:func:`vidiv.numpyro.laplace`) and every step is taken in
+    the coordinates where the current q is standard normal (:func:`vidiv.gaussian.whitened_step`),
+    so the iterates do not depend on how the posterior is scaled or correlated.
+
+    Parameters
+    ----------
+    model
+        NumPyro model with continuous latent sites and no subsampled plate.
+    step_size
+        Base η₀ (> 0), in the whitened coordinates when ``precondition`` (else in the
+        unconstrained ones). ``None``: ½ / λ_max of the (whitened) Hessian at the start (at most
+        ½ when whitened), and every step is also capped at ½ / λ_max of the current one.
+    num_samples
+        Draws S per step (gradients and Hessians averaged over them). Default 4.
+    hessian
+        ``"exact"`` (autodiff, d gradient-equivalents per draw) or ``"stein"`` (first-order).
+    variant
+        ``"fbgvi"`` or the ``"bwgd"`` baseline (Lambert et al. 2022).
+    schedule
+        ``"decay"`` (default: η_k = η₀ / (1 + k/100)), ``None``/``"constant"``, or a callable
+        k ↦ factor such as ``vidiv.gaussian.Decay(tau, power)`` (jax-traceable).
+    init
+        ``"laplace"`` (default), ``"isotropic"`` (N(m₀, init_scale² I), m₀ from
+        ``init_loc_fn`` or the unconstrained origin), or a ``LaplaceResult`` already computed.
+        With ``init_loc_fn`` given and ``init`` left out, the start is ``"isotropic"``.
+    init_scale
+        The sd of the isotropic start.
+    init_loc_fn
+        NumPyro init strategy for m₀ of the isotropic start.
+    antithetic
+        Draw ε and −ε in pairs; ``None`` (default): whenever ``num_samples`` is even. The pair
+        average of ∇V is exact for a Gaussian target and removes the linear part of the noise.
+    precondition
+        Take each step in the current q's whitened coordinates (default ``True``, affine
+        invariant); ``False`` is the plain scheme of Diao et al. (2023).
+
+    Notes
+    -----
+    Defaults before 0.4: ``num_samples=1``, ``schedule=None``, ``antithetic=False``, no
+    preconditioning and an isotropic start at the origin. On an 8-D Gaussian with Hessian
+    eigenvalues 0.05–5 they ended at KL 0.82 after 3,000 steps; the defaults above give KL < 0.01
+    (``tests/numpyro/test_fbgvi.py``), and on posteriordb's badly scaled posteriors (sd 1e-3 next
+    to sd 10) the plain step barely moves the flat directions.
 
     Refused up front (:class:`~vidiv.errors.ModelStructureError`, naming the sites): model
-    parameters (``numpyro.param`` in the model; FBGVI cannot learn them: fit them with
-    ``numpyro.infer.SVI`` and a vidiv objective, or hide them with ``handlers.block`` to hold
-    them fixed), point-mass (``Delta``) and discrete latents, subsampled plates and a model
-    without latent sites. Models written for one draw (``X @ w``) work (vmapped).
+    parameters (``numpyro.param``: fit them with ``numpyro.infer.SVI`` and a vidiv objective, or
+    hold them fixed with ``handlers.block``), point-mass (``Delta``) and discrete latents,
+    subsampled plates and a model without latent sites. Models written for one draw work
+    (vmapped).
 
-    Warm start (e.g. from a Laplace approximation): ``state = fb.init(key, *args)``, then
-    ``state = fb.set_gaussian(state, mean, cov)`` in the flat layout of :attr:`latent_shapes`,
-    then ``fb.run(key, n, *args, init_state=state)``.
+    Examples
+    --------
+    >>> import jax, jax.numpy as jnp, numpyro, numpyro.distributions as dist, vidiv.numpyro
+    >>> jax.config.update("jax_enable_x64", True)
+    >>> def model(x):
+    ...     z = numpyro.sample("z", dist.Normal(0.0, 2.0))
+    ...     numpyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> fb = vidiv.numpyro.FBGVI(model)
+    >>> res = fb.run(jax.random.PRNGKey(0), 200, jnp.ones(4), progress_bar=False)
+    >>> round(float(res.state.mean[0]), 4), round(float(res.state.cov[0, 0]), 4)  # 16/17, 4/17
+    (0.9412, 0.2353)
     """
 
     def __init__(
         self,
         model: Callable,
         step_size: float | None = None,
-        num_samples: int = 1,
+        num_samples: int = 4,
         hessian: str = "exact",
         variant: str = "fbgvi",
-        schedule: Any = None,
+        schedule: Any = "decay",
+        init: Any = None,
         init_scale: float = 0.1,
         init_loc_fn: Callable | None = None,
-        antithetic: bool = False,
+        antithetic: bool | None = None,
+        precondition: bool = True,
     ):
         self.model = model
         (self.step_size, self.num_samples, self.hessian, self.variant, self.schedule,
-         self.init_scale, self.antithetic) = fbgvi_options(
-            step_size, num_samples, hessian, variant, schedule, init_scale, antithetic
+         self.init_scale, self.antithetic, self.precondition) = fbgvi_options(
+            step_size, num_samples, hessian, variant, schedule, init_scale, antithetic,
+            precondition,
         )  # fmt: skip
+        self.init_method = resolve_init(init, init_loc_fn)
         self.init_loc_fn = init_loc_fn
+        self.laplace: LaplaceResult | None = (
+            self.init_method if isinstance(self.init_method, LaplaceResult) else None
+        )
         extra = {} if init_loc_fn is None else {"init_loc_fn": init_loc_fn}
         self.guide = AutoMultivariateNormal(model, init_scale=self.init_scale, **extra)
         self._flat: FlatPotential | None = None
@@ -128,27 +186,58 @@ class FBGVI:
         from numpyro import handlers
 
         k_struct, k_guide, k_init = jax.random.split(rng_key, 3)
-        check_structure(self.model, k_struct, args, kwargs)
+        traced = self.model
+        if self.init_method != "isotropic":  # traced at the mode: no prior draw is needed
+            values = {k: jnp.asarray(v) for k, v in self.laplace.constrained.items()}
+            traced = handlers.substitute(self.model, data=values)
+        check_structure(traced, k_struct, args, kwargs)
         with naming_invalid_start("FBGVI", self.model, args, kwargs):
             handlers.seed(self.guide, k_guide)(*args, **kwargs)  # builds the guide's prototype
             self._flat = FlatPotential(
-                self.model, k_init, args, kwargs, list(self.guide._init_locs), self.init_loc_fn
+                self.model, k_init, args, kwargs, list(self.guide._init_locs),
+                self.init_loc_fn if self.init_method == "isotropic" else self.guide.init_loc_fn,
             )
 
     def init(self, rng_key: Any, *args: Any, **kwargs: Any) -> FBGVIState:
-        """Build the potential and the guide; return the state with m₀ and Σ₀ = init_scale² I."""
+        """Build the potential and the guide; return the starting state.
+
+        ``init="laplace"``: q₀ is the Laplace approximation (computed here from ``rng_key`` and
+        kept as :attr:`laplace`); ``"isotropic"``: m₀ (``init_loc_fn`` or the origin) and
+        Σ₀ = init_scale² I; a ``LaplaceResult``: that one.
+        """
         check_rng_key(rng_key, "FBGVI.init")
-        k_setup, k_state = jax.random.split(rng_key)
+        k_setup, k_state, k_lap = jax.random.split(rng_key, 3)
+        if self.init_method != "isotropic":
+            if self.laplace is None or self.init_method == "laplace":
+                from vidiv.numpyro._laplace import laplace
+
+                self.laplace = laplace(self.model, *args, rng_key=k_lap, **kwargs)
+            # the guide's prototype and the potential are built at the mode: the hosts' default
+            # init_to_median fails on priors without a sampler or an icdf, the Laplace fit did not
+            at_mode = init_to_value(values={k: jnp.asarray(v)
+                                            for k, v in self.laplace.constrained.items()})
+            self.guide.init_loc_fn = at_mode
         self._setup(k_setup, args, kwargs)
         flat = self._flat
         m0 = flat.init_flat if self.init_loc_fn is not None else jnp.zeros_like(flat.init_flat)
-        d = flat.dim
-        L0 = self.init_scale * jnp.eye(d, dtype=m0.dtype)
+        L0 = self.init_scale * jnp.eye(flat.dim, dtype=m0.dtype)
         self._init_potential = flat.potential(args, kwargs)
+        state = FBGVIState(m0, L0 @ L0.T, L0, k_state, jnp.array(0), jnp.array(-1),
+                           jnp.asarray(1.0, dtype=m0.dtype))  # fmt: skip
+        if self.init_method == "isotropic":
+            return self._with_step_size(state)
+        return self.set_gaussian(state, *self.laplace.reordered(list(flat.shapes)))
+
+    def _with_step_size(self, state: FBGVIState) -> FBGVIState:
+        """``state`` with η₀: the given ``step_size``, or ½/λ_max of the (whitened) Hessian."""
         if self.step_size is None:
-            self.eta0 = default_step_size(np.asarray(jax.hessian(self._init_potential)(m0)))
-        eta0 = jnp.asarray(self.eta0, dtype=m0.dtype)
-        return FBGVIState(m0, L0 @ L0.T, L0, k_state, jnp.array(0), jnp.array(-1), eta0)
+            H = jax.hessian(self._init_potential)(state.mean)
+            if self.precondition:  # and at most ½ of q's own scale (noisy Hessians, wide q)
+                H = state.scale_tril.T @ H @ state.scale_tril
+            self.eta0 = default_step_size(np.asarray(H))
+            if self.precondition:
+                self.eta0 = min(self.eta0, WHITENED_MAX_STEP)
+        return state._replace(step_size=jnp.asarray(self.eta0, dtype=state.mean.dtype))
 
     @property
     def latent_shapes(self) -> dict[str, tuple]:
@@ -172,7 +261,8 @@ class FBGVI:
         sites of :attr:`latent_shapes` concatenated in that order, each raveled (a positive site
         enters as its log, etc.). The step counter and random key are kept and a non-finite flag
         is cleared; with the default ``step_size=None``, η₀ is re-derived from the curvature at
-        the new mean (potential of the model arguments given to :meth:`init`). It validates on
+        the new mean (potential of the model arguments given to :meth:`init`; whitened by the
+        new covariance when ``precondition``). It validates on
         the host, so call it outside ``jit``. Raises
         :class:`~vidiv.errors.VidivError` for a wrong shape, NaN/inf entries, or a ``cov`` that
         is not symmetric positive definite.
@@ -188,17 +278,10 @@ class FBGVI:
         m, c = check_gaussian(mean, cov, self.latent_shapes)
         dtype = state.mean.dtype
         m, c = jnp.asarray(m, dtype=dtype), jnp.asarray(c, dtype=dtype)
-        step_size = state.step_size
-        if self.step_size is None:
-            self.eta0 = default_step_size(np.asarray(jax.hessian(self._init_potential)(m)))
-            step_size = jnp.asarray(self.eta0, dtype=dtype)
-        return state._replace(
-            mean=m,
-            cov=c,
-            scale_tril=jnp.linalg.cholesky(c),
-            nonfinite_step=jnp.array(-1),
-            step_size=step_size,
+        state = state._replace(
+            mean=m, cov=c, scale_tril=jnp.linalg.cholesky(c), nonfinite_step=jnp.array(-1)
         )
+        return self._with_step_size(state)
 
     # ---------------------------------------------------------------- one step
     def _update(self, state: FBGVIState, eps: jax.Array, args: tuple, kwargs: dict):
@@ -212,10 +295,13 @@ class FBGVI:
             H = stein_hessian(X, grads, m, cov, center=not self.antithetic)
         g = mean_gradient(grads)
         eta = state.step_size * self.schedule(state.step)
-        if self.step_size is None:  # default: also never exceed ½/λ_max of the current Hessian
-            eta = curvature_capped(eta, H)
         step = fbgvi_step if self.variant == "fbgvi" else bwgd_step
-        m_new, cov_new = step(m, cov, g, H, eta)
+        if self.step_size is None:  # default: also never exceed ½/λ_max of the current Hessian
+            eta = curvature_capped(eta, L.T @ H @ L if self.precondition else H)
+        if self.precondition:
+            m_new, cov_new = whitened_step(step, m, L, g, H, eta)
+        else:
+            m_new, cov_new = step(m, cov, g, H, eta)
         L_new = jnp.linalg.cholesky(cov_new)  # NaN when BWGD lost positive definiteness
         loss = free_energy(vals, cov)
         finite = jnp.all(jnp.isfinite(m_new)) & jnp.all(jnp.isfinite(L_new)) & jnp.isfinite(loss)

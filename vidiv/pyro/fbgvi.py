@@ -7,9 +7,11 @@ Keeps q = N(m, Σ) over all latent sites of the model in unconstrained space (th
 ``pyro.infer.autoguide.AutoMultivariateNormal(model)``, so ``Predictive``, ``guide.median()``,
 ``guide.quantiles()`` and ``vidiv.pyro.to_datatree`` work unchanged.
 
+By default q₀ is the Laplace approximation and each step is whitened by the current q.
+
 Example::
 
-    fb = vidiv.pyro.FBGVI(model, schedule=vidiv.gaussian.Decay(200))
+    fb = vidiv.pyro.FBGVI(model)
     for _ in range(2000):
         loss = fb.step(x, y)          # free energy (negative ELBO) before the step
     Predictive(model, guide=fb.guide, num_samples=500)(x, None)
@@ -23,6 +25,7 @@ from typing import Any
 import pyro
 import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
+from pyro.infer.autoguide.initialization import init_to_value
 from torch.distributions import transform_to
 
 from vidiv.errors import InvalidArgumentError, NonFiniteError
@@ -35,8 +38,16 @@ from vidiv.gaussian import (
     mean_gradient,
     mean_hessian,
     stein_hessian,
+    whitened_step,
 )
-from vidiv.gaussian.options import check_gaussian, fbgvi_options, nonfinite_advice
+from vidiv.gaussian.laplace import LaplaceResult
+from vidiv.gaussian.options import (
+    WHITENED_MAX_STEP,
+    check_gaussian,
+    fbgvi_options,
+    nonfinite_advice,
+    resolve_init,
+)
 from vidiv.pyro._fbgvi_model import FlatPotential, check_structure
 
 __all__ = ["FBGVI"]
@@ -45,12 +56,33 @@ __all__ = ["FBGVI"]
 class FBGVI:
     """Stochastic forward-backward Gaussian VI in Bures–Wasserstein space for a Pyro model.
 
-    Same arguments as ``vidiv.numpyro.FBGVI``: ``step_size`` (None = 0.5 / λ_max(∇²V(m₀))),
-    ``num_samples``, ``hessian="exact"|"stein"``, ``variant="fbgvi"|"bwgd"``, ``schedule``
-    (None/"constant", "decay", or a callable k ↦ factor such as ``vidiv.gaussian.Decay``),
-    ``init_scale`` (Σ₀ = init_scale² I), ``init_loc_fn`` (None: m₀ = 0 in unconstrained space;
-    otherwise a Pyro init strategy used through the guide) and ``antithetic`` (draw ±ε pairs).
-    The model may not have discrete latents or subsampled plates.
+    Same arguments and defaults as ``vidiv.numpyro.FBGVI``: ``step_size`` (None = ½ / λ_max of
+    the whitened Hessian at the start, at most ½, and a cap of ½ / λ_max of the current one),
+    ``num_samples`` (4), ``hessian="exact"|"stein"``, ``variant="fbgvi"|"bwgd"``, ``schedule``
+    ("decay": η_k = η₀ / (1 + k/100); None/"constant", or a callable k ↦ factor such as
+    ``vidiv.gaussian.Decay``), ``init`` ("laplace": q₀ is :func:`vidiv.pyro.laplace`'s
+    approximation, kept as :attr:`laplace`; "isotropic": N(m₀, init_scale² I) with m₀ from
+    ``init_loc_fn`` or the unconstrained origin; or a ``LaplaceResult``; with ``init_loc_fn``
+    given and ``init`` left out, "isotropic"), ``antithetic`` (±ε pairs; None: whenever
+    ``num_samples`` is even) and ``precondition`` (True: each step in the current q's whitened
+    coordinates, :func:`vidiv.gaussian.whitened_step`, affine invariant; False: the plain
+    scheme). The defaults before 0.4 were one draw, a constant step, no pairs, no
+    preconditioning and the isotropic start at the origin (KL 0.19 after 3,000 steps on an 8-D
+    Gaussian with Hessian eigenvalues 0.05–5, where the defaults now reach < 0.01). The model may
+    not have discrete latents or subsampled plates.
+
+    Example:
+
+    >>> import pyro, pyro.distributions as dist, torch, vidiv.pyro
+    >>> torch.set_default_dtype(torch.float64)
+    >>> def model(x):
+    ...     z = pyro.sample("z", dist.Normal(0.0, 2.0))
+    ...     pyro.sample("x", dist.Normal(z, 1.0), obs=x)
+    >>> pyro.set_rng_seed(0)
+    >>> fb = vidiv.pyro.FBGVI(model)
+    >>> losses = [fb.step(torch.ones(4)) for _ in range(200)]
+    >>> round(float(fb.mean[0]), 4), round(float(fb.cov[0, 0]), 4)  # 16/17, 4/17
+    (0.9412, 0.2353)
 
     A step that would go non-finite (NaN/inf gradient, Hessian, loss or iterate, or a covariance
     that is not positive definite) is not applied: it raises
@@ -71,19 +103,26 @@ class FBGVI:
         self,
         model: Callable,
         step_size: float | None = None,
-        num_samples: int = 1,
+        num_samples: int = 4,
         hessian: str = "exact",
         variant: str = "fbgvi",
-        schedule: Any = None,
+        schedule: Any = "decay",
+        init: Any = None,
         init_scale: float = 0.1,
         init_loc_fn: Callable | None = None,
-        antithetic: bool = False,
+        antithetic: bool | None = None,
+        precondition: bool = True,
     ):
         self.model = model
         (self.step_size, self.num_samples, self.hessian, self.variant, self.schedule,
-         self.init_scale, self.antithetic) = fbgvi_options(
-            step_size, num_samples, hessian, variant, schedule, init_scale, antithetic
+         self.init_scale, self.antithetic, self.precondition) = fbgvi_options(
+            step_size, num_samples, hessian, variant, schedule, init_scale, antithetic,
+            precondition,
         )  # fmt: skip
+        self.init_method = resolve_init(init, init_loc_fn)
+        self.laplace: LaplaceResult | None = (
+            self.init_method if isinstance(self.init_method, LaplaceResult) else None
+        )
         self.init_loc_fn = init_loc_fn
         extra = {} if init_loc_fn is None else {"init_loc_fn": init_loc_fn}
         self.guide = AutoMultivariateNormal(model, init_scale=self.init_scale, **extra)
@@ -145,12 +184,31 @@ class FBGVI:
         self.mean = torch.as_tensor(m, dtype=like.dtype, device=like.device)
         self.cov = torch.as_tensor(c, dtype=like.dtype, device=like.device)
         self.scale_tril = torch.linalg.cholesky(self.cov)
-        if self.step_size is None:
-            _, _, H0 = self._flat.value_grad_hessian(self.mean, hessian=True)
-            self.eta0 = default_step_size(H0)
+        self._set_step_size()
         self._write_guide()
 
+    def _set_step_size(self) -> None:
+        """η₀: the given ``step_size``, or ½/λ_max of the (whitened) Hessian at the mean."""
+        if self.step_size is None:
+            _, _, H0 = self._flat.value_grad_hessian(self.mean, hessian=True)
+            if self.precondition:  # and at most ½ of q's own scale (noisy Hessians, wide q)
+                H0 = self.scale_tril.T @ H0 @ self.scale_tril
+            self.eta0 = default_step_size(H0)
+            if self.precondition:
+                self.eta0 = min(self.eta0, WHITENED_MAX_STEP)
+
     def _setup(self, args: tuple, kwargs: dict) -> None:
+        if self.init_method != "isotropic":
+            if self.laplace is None or self.init_method == "laplace":
+                from vidiv.pyro._laplace import laplace
+
+                seed = int(torch.randint(0, 2**31 - 1, ()))  # from Pyro's global seed
+                self.laplace = laplace(self.model, *args, seed=seed, **kwargs)
+            # the guide's prototype is built at the mode (the hosts' init_to_median needs a
+            # sampler and an icdf the prior may not have; the Laplace fit did not)
+            self.guide.init_loc_fn = init_to_value(
+                values={k: torch.as_tensor(v) for k, v in self.laplace.constrained.items()}
+            )
         check_structure(self.model, args, kwargs)
         with pyro.poutine.block(), torch.no_grad():
             self.guide(*args, **kwargs)  # builds the prototype trace and the guide's params
@@ -159,10 +217,12 @@ class FBGVI:
         m0 = loc.clone() if self.init_loc_fn is not None else torch.zeros_like(loc)
         eye = torch.eye(self._flat.dim, dtype=loc.dtype, device=loc.device)
         self.mean, self.cov, self.scale_tril = m0, self.init_scale**2 * eye, self.init_scale * eye
-        if self.step_size is None:
-            _, _, H0 = self._flat.value_grad_hessian(m0, hessian=True)
-            self.eta0 = default_step_size(H0)
-        self._write_guide()
+        self.num_steps = 0
+        if self.init_method == "isotropic":
+            self._set_step_size()
+            self._write_guide()
+            return
+        self.set_gaussian(*self.laplace.reordered(list(self._flat.shapes)))
 
     def _write_guide(self) -> None:
         """Copy (m, L) into the guide's parameters in place (shared with the param store).
@@ -216,9 +276,12 @@ class FBGVI:
             )
         eta = self.eta0 * float(self.schedule(self.num_steps))
         if self.step_size is None:  # default: also never exceed ½/λ_max of the current Hessian
-            eta = curvature_capped(eta, H)
+            eta = curvature_capped(eta, L.T @ H @ L if self.precondition else H)
         update = fbgvi_step if self.variant == "fbgvi" else bwgd_step
-        m_new, cov_new = update(m, cov, mean_gradient(grads), H, eta)
+        if self.precondition:
+            m_new, cov_new = whitened_step(update, m, L, mean_gradient(grads), H, eta)
+        else:
+            m_new, cov_new = update(m, cov, mean_gradient(grads), H, eta)
         L_new, info = torch.linalg.cholesky_ex(cov_new)
         loss = free_energy(vals, cov)
         finite = bool(torch.isfinite(m_new).all() & torch.isfinite(L_new).all()
