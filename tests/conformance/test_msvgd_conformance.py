@@ -58,12 +58,15 @@ def _init():
 @pytest.mark.parametrize(
     "opts", [{"variant": "msvgd"}, {"variant": "msvgd", "mode": "coordinatewise"},
              {"variant": "msvgd", "kernel": "rbf"}, {"variant": "msvgd", "kernel_space": "dual"},
+             {"variant": "msvgd", "kernel_space": "primal"},
+             {"variant": "msvgd", "mode": "coordinatewise", "kernel_space": "primal"},
              {"variant": "svmd"}], ids=str
 )
 def test_same_direction_and_log_p(opts):
     init = _init()
     tp = PyroMSVGD(pyro_model, P, init={k: torch.as_tensor(v) for k, v in init.items()}, **opts)
     jp = NumPyroMSVGD(numpyro_model, P, init=init, **opts)
+    assert tp.kernel_space == jp.kernel_space == opts.get("kernel_space", "auto")
     state = jp.init(jax.random.PRNGKey(0))
     assert tp.log_p().shape == (P,)
     assert tp.layout.names == jp.layout.names == ["w", "scale", "frac", "loc"]

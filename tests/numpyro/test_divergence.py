@@ -24,6 +24,7 @@ from numpyro.infer import SVI, Trace_ELBO
 from numpyro.infer.autoguide import AutoMultivariateNormal
 
 import vidiv.numpyro as vn
+from tests.gaussian.targets import plain
 from vidiv.errors import ModelStructureError, NonFiniteError, UnsupportedSupportError
 
 KEY = jax.random.PRNGKey(0)
@@ -288,7 +289,7 @@ FBGVI_WARNING = (
 def test_fbgvi_big_step_keeps_last_finite_state():
     """step_size=50: the mean shoots to z ~ 1e4 in two steps, where V = exp(3 z) = inf; the third
     update (0-based step 2) is refused."""
-    fb = vn.FBGVI(_steep_model, step_size=50.0)
+    fb = plain(vn.FBGVI, _steep_model, step_size=50.0)
     with pytest.warns(RuntimeWarning, match=FBGVI_WARNING.format(k=2)):
         res = fb.run(KEY, 40, progress_bar=False)
     assert res.nonfinite_step == 2
@@ -303,7 +304,7 @@ def test_fbgvi_big_step_keeps_last_finite_state():
     )
 
     # exactly the Gaussian after two steps: a 2-step run, same key, no warning
-    ref_fb = vn.FBGVI(_steep_model, step_size=50.0)
+    ref_fb = plain(vn.FBGVI, _steep_model, step_size=50.0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ref = ref_fb.run(KEY, 2, progress_bar=False)
@@ -317,7 +318,7 @@ def test_fbgvi_big_step_keeps_last_finite_state():
     # with the progress bar, 40 steps run in chunks of 2: the refused step is the first of the
     # second chunk, and the result is the same
     with pytest.warns(RuntimeWarning, match=FBGVI_WARNING.format(k=2)):
-        bar = vn.FBGVI(_steep_model, step_size=50.0).run(KEY, 40, progress_bar=True)
+        bar = plain(vn.FBGVI, _steep_model, step_size=50.0).run(KEY, 40, progress_bar=True)
     _assert_trees_equal(bar.params, res.params)
     _assert_trees_equal(bar.state._replace(rng_key=0), res.state._replace(rng_key=0))
     np.testing.assert_array_equal(np.asarray(bar.losses), np.asarray(res.losses))
@@ -339,8 +340,8 @@ def test_fbgvi_big_step_keeps_last_finite_state():
 
 def test_fbgvi_stop_keeps_the_rng_key_of_the_last_finite_state():
     with pytest.warns(RuntimeWarning, match=FBGVI_WARNING.format(k=2)):
-        res = vn.FBGVI(_steep_model, step_size=50.0).run(KEY, 40, progress_bar=False)
-    ref = vn.FBGVI(_steep_model, step_size=50.0).run(KEY, 2, progress_bar=False)
+        res = plain(vn.FBGVI, _steep_model, step_size=50.0).run(KEY, 40, progress_bar=False)
+    ref = plain(vn.FBGVI, _steep_model, step_size=50.0).run(KEY, 2, progress_bar=False)
     assert res.nonfinite_step == 2 and ref.nonfinite_step is None
     np.testing.assert_array_equal(np.asarray(res.state.mean), np.asarray(ref.state.mean))
     np.testing.assert_array_equal(np.asarray(res.state.rng_key), np.asarray(ref.state.rng_key))

@@ -77,6 +77,62 @@ def test_dual_kernel_space_is_svgd_on_the_dual_target(rng, kind):
             msvgd_direction(lay1, {"z": x}, {"z": -x}, kind, mode), rtol=1e-13, atol=1e-15)
 
 
+@pytest.mark.parametrize("kind", ["imq", "rbf"])
+def test_auto_kernel_space_is_eta_on_elementwise_sites_and_theta_on_simplexes(rng, kind):
+    """kernel_space="auto" (the drivers' default) on a simplex + positive + real layout: the
+    kernel coordinates are c(η) = (θ_w, η_s, η_z), and the direction is
+    1/P Σ_j [k(c_j, c_i) s_j + ∇_{η_j} k(c(η_j), c_i)], the gradient taken here by central
+    differences through c; without a simplex "auto" is "dual", with only a simplex "primal"."""
+    lay = Layout([("w", SimplexEntropic(), (3,)), ("s", PositiveEntropic(), (2,)),
+                  ("z", Identity(), ())])
+    eta = rng.normal(size=(7, 5))
+    vals = lay.to_values(eta)
+    grads = {"w": rng.normal(size=(7, 3)), "s": -vals["s"] + 0.5, "z": -vals["z"]}
+    h = 1.7
+
+    def coords(e):
+        return np.concatenate([lay.to_values(e[None])["w"][0, :2], e[2:]])
+
+    c = np.stack([coords(e) for e in eta])
+    score = lay.dual_score(vals, grads)
+    expect = np.zeros_like(eta)
+    for i in range(7):
+        for j in range(7):
+            grad = np.zeros(5)
+            for b in range(5):
+                d = np.zeros(5)
+                d[b] = 1e-6
+                grad[b] = (_k(coords(eta[j] + d), c[i], h, kind)
+                           - _k(coords(eta[j] - d), c[i], h, kind)) / 2e-6
+            expect[i] += _k(c[j], c[i], h, kind) * score[j] + grad
+    expect /= 7
+    phi = msvgd_direction(lay, vals, grads, kernel=kind, bandwidth=h, kernel_space="auto")
+    np.testing.assert_allclose(phi, expect, rtol=1e-7, atol=1e-9)
+    for space in ("primal", "dual"):  # neither of the uniform choices
+        other = msvgd_direction(lay, vals, grads, kernel=kind, bandwidth=h, kernel_space=space)
+        assert np.max(np.abs(other - phi)) > 1e-3, space
+
+    # coordinatewise kernels are separable: each block is that of its own kernel space
+    auto = msvgd_direction(lay, vals, grads, kind, "coordinatewise", kernel_space="auto")
+    primal = msvgd_direction(lay, vals, grads, kind, "coordinatewise", kernel_space="primal")
+    dual = msvgd_direction(lay, vals, grads, kind, "coordinatewise", kernel_space="dual")
+    np.testing.assert_allclose(auto[:, :2], primal[:, :2], rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(auto[:, 2:], dual[:, 2:], rtol=1e-13, atol=1e-15)
+
+    pos = Layout([("s", PositiveEntropic(), (2,)), ("u", UnitIntervalEntropic(), ())])
+    vp = pos.to_values(rng.normal(size=(6, 3)))
+    gp = {"s": -vp["s"], "u": 1 - 2 * vp["u"]}
+    simplex = Layout([("w", SimplexEntropic(), (4,))])
+    vs = simplex.to_values(rng.normal(size=(6, 3)))
+    gs = {"w": rng.normal(size=(6, 4))}
+    for mode in ("joint", "coordinatewise"):
+        np.testing.assert_array_equal(msvgd_direction(pos, vp, gp, kind, mode, kernel_space="auto"),
+                                      msvgd_direction(pos, vp, gp, kind, mode, kernel_space="dual"))
+        np.testing.assert_array_equal(
+            msvgd_direction(simplex, vs, gs, kind, mode, kernel_space="auto"),
+            msvgd_direction(simplex, vs, gs, kind, mode, kernel_space="primal"))
+
+
 def _dense_hinv(m, value, n):
     return np.stack([m.hess_inv(value, np.eye(n)[b]) for b in range(n)], axis=1)
 

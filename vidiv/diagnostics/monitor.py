@@ -53,13 +53,26 @@ class FitResult:
 
 @dataclass
 class EarlyStop:
-    """Stop when the ``window``-step moving-average loss changes by less than ``tol``
-    (relative) for ``patience`` consecutive checks. ``window=None`` uses ``monitor_every``."""
+    r"""Stop when the ``window``-step moving-average loss changes by less than ``tol``
+    (relative) for ``patience`` consecutive checks. ``window=None`` uses ``monitor_every``.
+
+    ``noise_aware=True`` also counts a check as flat when the average fell by less than two
+    standard errors of the difference of the two window means,
+    :math:`\bar\ell_{k-1} - \bar\ell_k < 2\sqrt{s_{k-1}^2/n + s_k^2/n}` (a stochastic loss
+    whose decrease is lost in its own noise: a relative ``tol`` alone never fires on it).
+
+    >>> stop = EarlyStop(patience=2, window=50, noise_aware=True)
+    >>> noise = np.random.default_rng(0).normal(size=200)
+    >>> [stop.update(5.0 + noise[: 50 * (k + 1)]) for k in range(4)]
+    [False, False, True, True]
+    """
 
     tol: float = 1e-4
     patience: int = 3
     window: int | None = None
+    noise_aware: bool = False
     _last: float | None = field(default=None, init=False, repr=False)
+    _last_se: float = field(default=0.0, init=False, repr=False)
     _count: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self):
@@ -75,7 +88,7 @@ class EarlyStop:
             )
 
     def reset(self) -> None:
-        self._last, self._count = None, 0
+        self._last, self._count, self._last_se = None, 0, 0.0
 
     def update(self, recent_losses) -> bool:
         """Feed the losses seen so far (at least the last ``window``); True = stop now."""
@@ -86,10 +99,14 @@ class EarlyStop:
         if tail.size == 0:
             return False
         avg = float(tail.mean())
+        se = float(tail.std(ddof=1) / np.sqrt(tail.size)) if tail.size > 1 else 0.0
         if self._last is not None:
             rel = abs(avg - self._last) / max(abs(self._last), 1e-12)
-            self._count = self._count + 1 if rel < self.tol else 0
-        self._last = avg
+            flat = rel < self.tol
+            if self.noise_aware:
+                flat = flat or self._last - avg < 2.0 * np.hypot(se, self._last_se)
+            self._count = self._count + 1 if flat else 0
+        self._last, self._last_se = avg, se
         return self._count >= self.patience
 
 
@@ -100,7 +117,8 @@ def as_early_stop(early_stop: Any, monitor_every: int) -> EarlyStop | None:
     if early_stop is True:
         stop = EarlyStop(window=monitor_every)
     elif isinstance(early_stop, EarlyStop):
-        stop = EarlyStop(early_stop.tol, early_stop.patience, early_stop.window or monitor_every)
+        stop = EarlyStop(early_stop.tol, early_stop.patience, early_stop.window or monitor_every,
+                         early_stop.noise_aware)
     elif isinstance(early_stop, dict):
         kw = dict(early_stop)
         kw.setdefault("window", monitor_every)

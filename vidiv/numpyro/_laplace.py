@@ -29,8 +29,8 @@ _STRATEGIES = (("init_to_median", init_to_median), ("init_to_uniform", init_to_u
                ("init_to_sample", init_to_sample))  # fmt: skip
 
 
-def _structure(model: Callable, key: Any, args: tuple, kwargs: dict) -> list[str]:
-    """FBGVI's structure checks (messages naming ``laplace``); the latent sites in trace order.
+def _structure(model: Callable, key: Any, args: tuple, kwargs: dict, who: str) -> list[str]:
+    """FBGVI's structure checks (messages naming ``who``); the latent sites in trace order.
 
     The model is traced at the first host init strategy that can place every latent site (a
     truncated prior has no sampler without tensorflow_probability, an improper one none at all)."""
@@ -41,7 +41,7 @@ def _structure(model: Callable, key: Any, args: tuple, kwargs: dict) -> list[str
             check_structure(probe, key, args, kwargs)
             tr = handlers.trace(probe).get_trace(*args, **kwargs)
         except ModelStructureError as err:
-            raise ModelStructureError(str(err).replace("FBGVI", "laplace")) from None
+            raise ModelStructureError(str(err).replace("FBGVI", who)) from None
         except Exception as err:  # noqa: BLE001 - this strategy cannot place a site: next one
             last = err
             continue
@@ -112,8 +112,14 @@ def laplace(
     """
     key = jax.random.PRNGKey(0) if rng_key is None else rng_key
     check_rng_key(key, "laplace")
+    return laplace_for("laplace", model, args, kwargs, key, num_draws)
+
+
+def laplace_for(who: str, model: Callable, args: tuple, kwargs: dict, key: Any,
+                num_draws: int = 1000) -> LaplaceResult:
+    """:func:`laplace` on behalf of the driver ``who`` (its errors name it)."""
     k_struct, k_init, k_draw = jax.random.split(key, 3)
-    order = _structure(model, k_struct, args, kwargs)
+    order = _structure(model, k_struct, args, kwargs, who)
 
     flats: dict[str, FlatPotential] = {}
 
@@ -138,16 +144,17 @@ def laplace(
         return float(v), np.asarray(g, np.float64)
 
     def hessian(u: np.ndarray):
-        return jax.hessian(state["V"])(jnp.asarray(u, dtype=flats["flat"].init_flat.dtype))
+        return jax.jit(jax.hessian(state["V"]))(jnp.asarray(u, dtype=flats["flat"].init_flat.dtype))
 
     def batch(U: np.ndarray):
         return jax.jit(jax.vmap(state["V"]))(jnp.asarray(U, dtype=flats["flat"].init_flat.dtype))
 
     def no_start(tried: list[str]):
-        return no_finite_start_error("laplace", nonfinite_sites(model, args, kwargs))
+        return no_finite_start_error(who, nonfinite_sites(model, args, kwargs))
 
     seed = int(jax.random.randint(k_draw, (), 0, 2**31 - 1))
-    core = fit(value_and_grad, hessian, batch, starts, who="laplace",
+    fit_who = who if who == "laplace" else f"{who} (Laplace start)"
+    core = fit(value_and_grad, hessian, batch, starts, who=fit_who,
                low_precision=jnp.asarray(1.0).dtype == jnp.float32,
                backend="numpyro", num_draws=num_draws, seed=seed, on_no_start=no_start)  # fmt: skip
     flat = flats["flat"]

@@ -209,9 +209,9 @@ class FBGVI:
         k_setup, k_state, k_lap = jax.random.split(rng_key, 3)
         if self.init_method != "isotropic":
             if self.laplace is None or self.init_method == "laplace":
-                from vidiv.numpyro._laplace import laplace
+                from vidiv.numpyro._laplace import laplace_for
 
-                self.laplace = laplace(self.model, *args, rng_key=k_lap, **kwargs)
+                self.laplace = laplace_for("FBGVI", self.model, args, kwargs, k_lap)
             # the guide's prototype and the potential are built at the mode: the hosts' default
             # init_to_median fails on priors without a sampler or an icdf, the Laplace fit did not
             at_mode = init_to_value(values={k: jnp.asarray(v)
@@ -231,7 +231,7 @@ class FBGVI:
     def _with_step_size(self, state: FBGVIState) -> FBGVIState:
         """``state`` with η₀: the given ``step_size``, or ½/λ_max of the (whitened) Hessian."""
         if self.step_size is None:
-            H = jax.hessian(self._init_potential)(state.mean)
+            H = jax.jit(jax.hessian(self._init_potential))(state.mean)
             if self.precondition:  # and at most ½ of q's own scale (noisy Hessians, wide q)
                 H = state.scale_tril.T @ H @ state.scale_tril
             self.eta0 = default_step_size(np.asarray(H))

@@ -67,9 +67,12 @@ class MirroredSVGD:
         init: ``None`` (prior draws) or ``{site: constrained values (P, *shape)}``.
         mode: ``"joint"`` or ``"coordinatewise"`` kernel (MSVGD only).
         threshold: fraction of the Gram spectrum SVMD keeps.
-        kernel_space: ``"primal"`` (default; the kernel on ``θ``, as in the paper) or ``"dual"``
-            (the kernel on ``η``, e.g. ``log τ`` for a positive site: plain SVGD on the dual
-            target). Prefer ``"dual"`` for heavy-tailed positive scales (eight schools' ``τ``).
+        kernel_space: ``"auto"`` (default): the kernel on ``η`` for elementwise sites (e.g.
+            ``log τ`` for a positive scale) and on ``θ`` for simplex sites; ``"primal"`` (the
+            kernel on ``θ`` everywhere, the paper's choice and the default until issue 16) or
+            ``"dual"`` (on ``η`` everywhere: plain SVGD on the dual target). Measured: the
+            kernel on ``τ`` leaves eight schools' ``τ`` 1.1 posterior sd high (0.24 sd on
+            ``log τ``); on ``η`` a sparse Dirichlet's spread collapses. SVMD's kernel is on ``θ``.
 
     ``update`` is pure and jit-able (``jax.jit(partial(svgd.update, ...))``); ``run`` compiles
     one chunk of steps once and shows a progress bar between chunks. A step whose direction,
@@ -96,7 +99,7 @@ class MirroredSVGD:
         *,
         mode: str = "joint",
         threshold: float = 0.98,
-        kernel_space: str = "primal",
+        kernel_space: str = "auto",
     ):
         self.num_particles = check_num_particles(num_particles, minimum=2)
         check_options(variant, kernel, mode, threshold, kernel_space)

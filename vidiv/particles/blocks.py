@@ -20,7 +20,7 @@ Example:
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from .._backend import namespace
@@ -90,8 +90,14 @@ class Layout:
         return out
 
     def primal(self, values: Mapping[str, Array]) -> Array:
-        """The concatenated primal coordinates ``θ`` ``(P, n)`` the kernel acts on."""
+        """The concatenated primal coordinates ``θ`` ``(P, n)``."""
         return self.join({name: m.primal(values[name]) for name, m, _ in self.sites})
+
+    def kernel_coords(self, values: Mapping[str, Array], dual: Collection[str]) -> Array:
+        """The coordinates ``(P, n)`` the kernel acts on: ``η`` for the sites in ``dual``,
+        ``θ`` for the others."""
+        return self.join({name: m.to_dual(values[name]) if name in dual else m.primal(values[name])
+                          for name, m, _ in self.sites})
 
     def dual_score(self, values: Mapping[str, Array], grads: Mapping[str, Array]) -> Array:
         """Flat ``∇_η log p_H`` ``(P, n)`` from value-space gradients of ``log p``."""
@@ -102,23 +108,34 @@ class Layout:
     def grad_logdet(self, values: Mapping[str, Array]) -> Array:
         return self.join({name: m.grad_logdet(values[name]) for name, m, _ in self.sites})
 
-    def hess_inv_diag(self, values: Mapping[str, Array]) -> Array:
-        return self.join({name: m.hess_inv_diag(values[name]) for name, m, _ in self.sites})
+    def hess_inv_diag(self, values: Mapping[str, Array], skip: Collection[str] = ()) -> Array:
+        """The diagonal of ``∇²ψ(θ_p)⁻¹`` ``(P, n)``; ones on the sites in ``skip``."""
+        def diag(name, m):
+            d = m.hess_inv_diag(values[name])
+            return namespace(d).ones_like(d) if name in skip else d
+        return self.join({name: diag(name, m) for name, m, _ in self.sites})
 
-    def _apply(self, method: str, values: Mapping[str, Array], v: Array) -> Array:
+    def _apply(self, method: str, values: Mapping[str, Array], v: Array,
+               skip: Collection[str] = ()) -> Array:
         # values: {site: (P, *value_shape)}; v: (P, *extra, n) -> H(θ_p) applied on every row
+        # (the sites in ``skip`` are passed through unchanged)
         extra = v.ndim - 2
         parts = self.split(v)
         out = {}
         for name, m, shape in self.sites:
+            if name in skip:
+                out[name] = parts[name]
+                continue
             val = values[name]
             val = namespace(val).reshape(val, (val.shape[0],) + (1,) * extra + shape)
             out[name] = getattr(m, method)(val, parts[name])
         return self.join(out, lead_ndim=v.ndim - 1)
 
-    def hess_inv(self, values: Mapping[str, Array], v: Array) -> Array:
-        """``∇²ψ(θ_p)⁻¹ v[p, ...]`` for ``v`` of shape ``(P, *extra, n)``."""
-        return self._apply("hess_inv", values, v)
+    def hess_inv(self, values: Mapping[str, Array], v: Array,
+                 skip: Collection[str] = ()) -> Array:
+        """``∇²ψ(θ_p)⁻¹ v[p, ...]`` for ``v`` of shape ``(P, *extra, n)`` (identity on the
+        sites in ``skip``)."""
+        return self._apply("hess_inv", values, v, skip)
 
     def hess(self, values: Mapping[str, Array], v: Array) -> Array:
         """``∇²ψ(θ_p) v[p, ...]`` for ``v`` of shape ``(P, *extra, n)``."""

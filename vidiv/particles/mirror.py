@@ -67,6 +67,8 @@ class MirrorMap:
 
     name = "mirror map"
     event_dim = 0
+    #: the kernel of ``kernel_space="auto"`` acts on ``η`` for this map (``θ`` when False)
+    kernel_on_dual = True
 
     def dual_shape(self, value_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape of ``η`` for one particle whose value has shape ``value_shape``."""
@@ -125,6 +127,7 @@ class SimplexEntropic(MirrorMap):
 
     name = "simplex entropic"
     event_dim = 1
+    kernel_on_dual = False  # the dual kernel collapses sparse simplexes (see stein.py)
 
     def dual_shape(self, value_shape):
         return tuple(value_shape[:-1]) + (value_shape[-1] - 1,)

@@ -19,7 +19,14 @@ on ``η`` itself, so the direction is plain SVGD on ``p_H``::
 
     φ(η_i) = 1/P Σ_j [ k(η_j, η_i) s_j + ∇_{η_j} k(η_j, η_i) ]
 
-(for a positive site the kernel sees ``log θ``; identical to ``"primal"`` for real sites). With
+(for a positive site the kernel sees ``log θ``; identical to ``"primal"`` for real sites).
+``kernel_space="auto"`` (the drivers' default; these functions default to the paper's
+``"primal"``) chooses per site: ``η`` for elementwise maps
+(positive, interval, ordered, real sites), ``θ`` for simplex sites. Writing ``c`` for the kernel
+coordinates, the repulsion is ``(∂c/∂η)ᵀ ∇_c k``, i.e. ``∇²ψ(θ)⁻¹ ∇_θ k`` on the ``θ`` blocks and
+``∇_η k`` on the ``η`` blocks. Measured (issue 16): on the non-centred eight schools the kernel
+on ``τ`` leaves its mean 1.1 posterior sd high, on ``log τ`` 0.24 sd; on a sparse 20-D Dirichlet
+the kernel on ``η`` collapses the spread (energy distance 1.4e-2 against 2.9e-4 on ``θ``). With
 ``mode="coordinatewise"`` the scalar kernel is replaced by the diagonal matrix kernel
 ``diag_a k_a(θ_a, θ'_a)`` (one bandwidth per coordinate, as Pyro's ``SVGD(mode="univariate")``)::
 
@@ -57,10 +64,27 @@ from .kernels import coordinate_kernel, kernel_matrix
 Array = Any
 
 __all__ = ["svgd_direction", "msvgd_direction", "svmd_direction", "mirrored_direction",
-           "check_options", "MODES", "VARIANTS", "KERNEL_SPACES"]
+           "check_options", "dual_kernel_sites", "MODES", "VARIANTS", "KERNEL_SPACES"]
 
 MODES = ("joint", "coordinatewise")
-KERNEL_SPACES = ("primal", "dual")
+KERNEL_SPACES = ("auto", "primal", "dual")
+
+
+def dual_kernel_sites(layout: Layout, kernel_space: str) -> frozenset[str]:
+    """The sites whose kernel coordinates are ``η`` under ``kernel_space`` (the rest use ``θ``).
+
+    >>> from vidiv.particles import Layout, Identity, SimplexEntropic, PositiveEntropic
+    >>> lay = Layout([("w", SimplexEntropic(), (3,)), ("s", PositiveEntropic(), ())])
+    >>> sorted(dual_kernel_sites(lay, "auto")), sorted(dual_kernel_sites(lay, "primal"))
+    (['s'], [])
+    """
+    if kernel_space not in KERNEL_SPACES:
+        raise InvalidArgumentError(
+            f"kernel_space must be one of {KERNEL_SPACES!r}, got {kernel_space!r}.")
+    if kernel_space == "primal":
+        return frozenset()
+    maps = layout.maps()
+    return frozenset(n for n in layout.names if kernel_space == "dual" or maps[n].kernel_on_dual)
 
 
 def svgd_direction(x: Array, score: Array, kernel: str = "imq", bandwidth=None) -> Array:
@@ -89,27 +113,23 @@ def msvgd_direction(
         kernel: ``"imq"`` or ``"rbf"`` on the concatenated primal coordinates ``θ``.
         mode: ``"joint"`` (one kernel on ``θ``) or ``"coordinatewise"`` (one per coordinate).
         bandwidth: fixed bandwidth; ``None`` = median heuristic.
-        kernel_space: ``"primal"`` (kernel on ``θ``, the paper's default) or ``"dual"`` (kernel
-            on ``η``: plain SVGD on the dual target ``p_H``).
+        kernel_space: ``"auto"`` (``η`` on elementwise sites, ``θ`` on simplex sites),
+            ``"primal"`` (kernel on ``θ``, the paper's default) or ``"dual"`` (kernel on ``η``:
+            plain SVGD on the dual target ``p_H``).
     """
-    if kernel_space not in KERNEL_SPACES:
-        raise InvalidArgumentError(
-            f"kernel_space must be one of {KERNEL_SPACES!r}, got {kernel_space!r}.")
-    dual = kernel_space == "dual"
-    x = layout.to_dual(values) if dual else layout.primal(values)
+    dual = dual_kernel_sites(layout, kernel_space)
+    x = layout.kernel_coords(values, dual)
     score = layout.dual_score(values, grads)
     xp = namespace(x, score)
     p = x.shape[0]
     if mode == "joint":
         k, grad, _ = kernel_matrix(x, kernel, bandwidth)
         drive = xp.matmul(xp.permute_dims(k, (1, 0)), score)
-        repulse = xp.sum(grad if dual else layout.hess_inv(values, grad), axis=0)
+        repulse = xp.sum(layout.hess_inv(values, grad, skip=dual), axis=0)
     elif mode == "coordinatewise":
         k, grad, _ = coordinate_kernel(x, kernel, bandwidth)
         drive = xp.sum(k * score[:, None, :], axis=0)
-        if not dual:
-            grad = layout.hess_inv_diag(values)[:, None, :] * grad
-        repulse = xp.sum(grad, axis=0)
+        repulse = xp.sum(layout.hess_inv_diag(values, skip=dual)[:, None, :] * grad, axis=0)
     else:
         raise InvalidArgumentError(f"mode must be one of {MODES!r}, got {mode!r}.")
     return (drive + repulse) / p
@@ -184,11 +204,12 @@ def check_options(variant: str, kernel: str, mode: str, threshold: float,
     if kernel_space not in KERNEL_SPACES:
         raise InvalidArgumentError(
             f"kernel_space must be one of {KERNEL_SPACES!r}, got {kernel_space!r} ('dual' puts "
-            "the kernel on the dual coordinates η, e.g. log τ for a positive site)."
+            "the kernel on the dual coordinates η, e.g. log τ for a positive site; 'auto' does "
+            "so on every site but simplexes)."
         )
-    if variant == "svmd" and kernel_space != "primal":
+    if variant == "svmd" and kernel_space == "dual":
         raise InvalidArgumentError(
-            "variant='svmd' builds its kernel on θ; use kernel_space='primal'.")
+            "variant='svmd' builds its kernel on θ; use kernel_space='primal' or 'auto'.")
     if variant == "svmd" and mode != "joint":
         raise InvalidArgumentError("variant='svmd' builds its own matrix kernel; use mode='joint'.")
     if not isinstance(threshold, int | float) or not 0.0 < threshold <= 1.0:
@@ -205,7 +226,8 @@ def mirrored_direction(
     threshold: float = 0.98,
     kernel_space: str = "primal",
 ) -> Array:
-    """``msvgd_direction`` or ``svmd_direction`` by name (what the adapters call)."""
+    """``msvgd_direction`` or ``svmd_direction`` by name (what the adapters call); SVMD's
+    kernel is on ``θ`` whatever ``kernel_space``."""
     if variant == "svmd":
         return svmd_direction(layout, values, grads, kernel=kernel, threshold=threshold)
     return msvgd_direction(layout, values, grads, kernel=kernel, mode=mode,

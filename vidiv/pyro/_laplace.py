@@ -39,12 +39,13 @@ _STRATEGIES = (("init_to_median", init_to_median), ("init_to_uniform", init_to_u
                ("init_to_sample", init_to_sample))  # fmt: skip
 
 
-def _latent_shapes(model: Callable, args: tuple, kwargs: dict) -> dict[str, torch.Size]:
-    """FBGVI's structure checks (messages naming ``laplace``); unconstrained shapes, trace order."""
+def _latent_shapes(model: Callable, args: tuple, kwargs: dict,
+                   who: str) -> dict[str, torch.Size]:
+    """FBGVI's structure checks (messages naming ``who``); unconstrained shapes, trace order."""
     try:
         check_structure(model, args, kwargs)
     except ModelStructureError as err:
-        raise ModelStructureError(str(err).replace("FBGVI", "laplace")) from None
+        raise ModelStructureError(str(err).replace("FBGVI", who)) from None
     with pyro.poutine.block(), torch.no_grad():
         tr = pyro.poutine.trace(model).get_trace(*args, **kwargs)
     return {
@@ -123,17 +124,23 @@ def laplace(
         seed = 0
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise InvalidArgumentError(f"laplace: seed must be an integer or None, got {seed!r}.")
+    return laplace_for("laplace", model, args, kwargs, int(seed), num_draws)
+
+
+def laplace_for(who: str, model: Callable, args: tuple, kwargs: dict, seed: int,
+                num_draws: int = 1000) -> LaplaceResult:
+    """:func:`laplace` on behalf of the driver ``who`` (errors name it), Pyro's RNG untouched."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
-        return _laplace(model, args, kwargs, int(seed), num_draws)
+        return _laplace(model, args, kwargs, int(seed), num_draws, who)
 
 
-def _laplace(model: Callable, args: tuple, kwargs: dict, seed: int, num_draws: int):
-    shapes = _latent_shapes(model, args, kwargs)
+def _laplace(model: Callable, args: tuple, kwargs: dict, seed: int, num_draws: int, who: str):
+    shapes = _latent_shapes(model, args, kwargs, who)
     try:
         flat = FlatPotential(model, args, kwargs, shapes)
     except NonFiniteError:
-        raise no_finite_start_error("laplace", nonfinite_sites(model, args, kwargs)) from None
+        raise no_finite_start_error(who, nonfinite_sites(model, args, kwargs)) from None
     order = flat.order
 
     def start(strategy):
@@ -160,10 +167,11 @@ def _laplace(model: Callable, args: tuple, kwargs: dict, seed: int, num_draws: i
         return flat.batch_value_grad_hessian(as_t(U), hessian=False)[0].numpy()
 
     def no_start(tried: list[str]):
-        return no_finite_start_error("laplace", nonfinite_sites(model, args, kwargs))
+        return no_finite_start_error(who, nonfinite_sites(model, args, kwargs))
 
+    fit_who = who if who == "laplace" else f"{who} (Laplace start)"
     core = fit(value_and_grad, hessian, batch, [(n, start(s)) for n, s in _STRATEGIES],
-               who="laplace", low_precision=dtype == torch.float32, backend="pyro",
+               who=fit_who, low_precision=dtype == torch.float32, backend="pyro",
                num_draws=num_draws, seed=seed, on_no_start=no_start)  # fmt: skip
 
     def constrained(x):

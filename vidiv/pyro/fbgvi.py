@@ -200,10 +200,10 @@ class FBGVI:
     def _setup(self, args: tuple, kwargs: dict) -> None:
         if self.init_method != "isotropic":
             if self.laplace is None or self.init_method == "laplace":
-                from vidiv.pyro._laplace import laplace
+                from vidiv.pyro._laplace import laplace_for
 
                 seed = int(torch.randint(0, 2**31 - 1, ()))  # from Pyro's global seed
-                self.laplace = laplace(self.model, *args, seed=seed, **kwargs)
+                self.laplace = laplace_for("FBGVI", self.model, args, kwargs, seed)
             # the guide's prototype is built at the mode (the hosts' init_to_median needs a
             # sampler and an icdf the prior may not have; the Laplace fit did not)
             self.guide.init_loc_fn = init_to_value(
