@@ -215,6 +215,9 @@ def run_plan(stages: Stages, method: str, num_steps: int | None, progress_bar: b
     for f in fits[1:]:
         if better(f, best):
             best = f
+    finalize = getattr(stages, "finalize", None)
+    if finalize is not None:
+        finalize(best)
     history = [Stage("laplace", "(start)", float(lap.khat), 0, lap_seconds)]
     history += [Stage(f.method, f.report.verdict, float(f.report.khat), f.num_steps, f.seconds,
                       f.stopped_early) for f in fits]
