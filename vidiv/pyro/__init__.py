@@ -21,7 +21,7 @@ _PUBLIC = {
     "laplace": "_laplace",
     "LaplaceResult": "_laplace",
     "model_scores": "scores",
-    "approximate": "approximate",
+    "approximate": "_approximate",
 }
 
 __all__ = sorted(_PUBLIC)
