@@ -21,6 +21,9 @@ class Scripted:
         self.verdicts, self.calls, self.finalized = verdicts, [], None
 
     def _fit(self, method, num_steps, start=None):
+        if isinstance(self.verdicts[method], Exception):
+            self.calls.append((method, "raised", None))
+            raise self.verdicts[method]
         verdict, khat = self.verdicts[method]
         report = types.SimpleNamespace(verdict=verdict, khat=khat)
         self.calls.append((method, num_steps, None if start is None else start.method))
@@ -116,3 +119,20 @@ def test_bad_arguments_get_the_exact_error():
         with pytest.raises(InvalidArgumentError, match=r"^approximate: num_steps must be a "
                            r"positive integer or None"):
             _run({}, "fbgvi", num_steps=bad)
+
+
+def test_a_failing_stage_is_reported_and_the_next_one_runs():
+    from vidiv.errors import NonFiniteError, VidivError
+
+    boom = NonFiniteError("FBGVI: the Hessian of -log p at the starting Gaussian has NaN/inf")
+    stages, post = _run({"fbgvi": boom, "vis": ("usable", 0.6)})
+    assert [c[:2] for c in stages.calls][1:] == [("fbgvi", "raised"),
+                                                 ("vis", DEFAULT_STEPS["vis"])]
+    assert stages.calls[-1][2] is None  # started at the Laplace Gaussian
+    assert post.method == "vis"
+    failed = [s for s in post.stages if s.verdict == "failed"]
+    assert [s.method for s in failed] == ["fbgvi"]
+    assert str(failed[0]).endswith("FAILED: NonFiniteError: " + str(boom))
+    with pytest.raises(VidivError, match=r"^approximate\(method='fbgvi'\): every stage failed "
+                       r"-- FBGVI: NonFiniteError: FBGVI: the Hessian"):
+        _run({"fbgvi": boom}, "fbgvi")

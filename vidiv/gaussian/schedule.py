@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from vidiv.errors import InvalidArgumentError
+from vidiv.errors import InvalidArgumentError, NonFiniteError
 
 __all__ = [
     "Constant",
@@ -109,6 +109,14 @@ def default_step_size(hess: Any, fraction: float = 0.5, fallback: float = 1e-2) 
     Computed once at initialisation, outside any jit, from a Hessian (or Stein estimate) at m₀.
     """
     h = np.asarray(hess.detach().cpu() if hasattr(hess, "detach") else hess, dtype=float)
+    if not np.isfinite(h).all():
+        raise NonFiniteError(
+            "FBGVI: the Hessian of -log p at the starting Gaussian has NaN/inf entries, so no "
+            "step size can be derived from it (in float32 a start with a very wide direction, "
+            "e.g. a Laplace fit whose Hessian was not positive definite, overflows). Enable "
+            'float64 (jax.config.update("jax_enable_x64", True) / '
+            "torch.set_default_dtype(torch.float64)), reparameterise the model, or pass "
+            "step_size= and init='isotropic'.")
     lam = np.linalg.eigvalsh(0.5 * (h + h.T))
     top = float(lam[-1]) if lam.size else 0.0
     if not np.isfinite(top) or top <= 0:

@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ..errors import InvalidArgumentError
+from ..errors import InvalidArgumentError, VidivError
 
 __all__ = ["METHODS", "RANK", "Fit", "Stage", "Stages", "Progress", "run_plan", "better",
            "learning_rate", "LR_DECAY", "DEFAULT_STEPS", "CHUNK", "plateau"]
@@ -97,8 +97,11 @@ class Stage:
     num_steps: int
     seconds: float
     stopped_early: bool = False
+    message: str = ""  # why a stage failed
 
     def __str__(self) -> str:
+        if self.verdict == "failed":
+            return f"{LABELS.get(self.method, self.method):<27} FAILED: {self.message}"
         stop = ", plateau" if self.stopped_early else ""
         return (f"{LABELS.get(self.method, self.method):<27} {self.verdict:<15} "
                 f"k-hat {self.khat:6.3f}  {self.num_steps:5d} steps{stop}  {self.seconds:7.2f} s")
@@ -181,36 +184,54 @@ def run_plan(stages: Stages, method: str, num_steps: int | None, progress_bar: b
     planned = (steps("fbgvi") if method == "auto" else steps(method)) if method != "laplace" else 0
     progress = Progress(bool(progress_bar) and planned > 0, planned)
     t0 = time.perf_counter()
+    fits: list[Fit] = []
+    failed: list[tuple[str, str, float]] = []
+
+    def attempt(m: str, run: Callable[[], Fit]) -> Fit | None:
+        """Run one stage; a stage that fails is recorded (and the workflow goes on)."""
+        start = time.perf_counter()
+        try:
+            fit = run()
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError) as err:  # VidivError too
+            failed.append((m, f"{type(err).__name__}: {err}", time.perf_counter() - start))
+            return None
+        fits.append(fit)
+        return fit
+
     try:
         progress.stage("Laplace")
         lap = stages.laplace()
         lap_seconds = time.perf_counter() - t0
-        fits: list[Fit] = []
         if method == "laplace":
-            fits.append(stages.fit_laplace(lap))
+            attempt("laplace", lambda: stages.fit_laplace(lap))
         elif method == "fbgvi":
-            fits.append(stages.fit_fbgvi(lap, steps("fbgvi"), progress))
+            attempt("fbgvi", lambda: stages.fit_fbgvi(lap, steps("fbgvi"), progress))
         elif method in ("vis", "alpha", "logvar"):
-            fits.append(stages.fit_svi(method, None, lap, steps(method), progress))
+            attempt(method, lambda: stages.fit_svi(method, None, lap, steps(method), progress))
         elif method == "msvgd":
-            fits.append(stages.fit_msvgd(lap, steps("msvgd"), progress))
+            attempt("msvgd", lambda: stages.fit_msvgd(lap, steps("msvgd"), progress))
         else:
-            fb = stages.fit_fbgvi(lap, steps("fbgvi"), progress)
-            fits.append(fb)
-            if fb.report.verdict not in ACCEPTABLE:
-                start = fb if math.isfinite(float(fb.report.khat)) else None
+            fb = attempt("fbgvi", lambda: stages.fit_fbgvi(lap, steps("fbgvi"), progress))
+            if fb is None or fb.report.verdict not in ACCEPTABLE:
+                start = fb if fb is not None and math.isfinite(float(fb.report.khat)) else None
                 for m in ("vis", "alpha"):
                     if progress._bar is not None:
                         progress._bar.total += steps(m)
                         progress._bar.refresh()
-                    fit = stages.fit_svi(m, start, lap, steps(m), progress)
-                    fits.append(fit)
-                    if fit.report.verdict in ACCEPTABLE:
+                    fit = attempt(m, lambda m=m: stages.fit_svi(m, start, lap, steps(m),
+                                                                progress))
+                    if fit is not None and fit.report.verdict in ACCEPTABLE:
                         break
                 if all(f.report.verdict not in ACCEPTABLE for f in fits):
-                    fits.append(stages.fit_laplace(lap))
+                    attempt("laplace", lambda: stages.fit_laplace(lap))
     finally:
         progress.close()
+    if not fits:
+        raise VidivError(
+            f"approximate(method={method!r}): every stage failed -- "
+            + "; ".join(f"{LABELS[m]}: {msg}" for m, msg, _ in failed)
+            + ". Enable float64 and check the model's log density (vidiv.diagnostics); a "
+            "posterior with a funnel usually needs a non-centred parameterisation.")
     best = fits[0]
     for f in fits[1:]:
         if better(f, best):
@@ -221,6 +242,7 @@ def run_plan(stages: Stages, method: str, num_steps: int | None, progress_bar: b
     history = [Stage("laplace", "(start)", float(lap.khat), 0, lap_seconds)]
     history += [Stage(f.method, f.report.verdict, float(f.report.khat), f.num_steps, f.seconds,
                       f.stopped_early) for f in fits]
+    history += [Stage(m, "failed", math.nan, 0, sec, message=msg) for m, msg, sec in failed]
     return Approximation(method=best.method, requested=method, datatree=best.datatree,
                          report=best.report, guide=best.guide, params=best.params,
                          laplace=lap, stages=tuple(history), backend=backend,
