@@ -6,6 +6,7 @@ The stages and the choice between them live in :mod:`vidiv.workflow.plan` (share
 
 from __future__ import annotations
 
+import importlib
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,9 +26,11 @@ from ..workflow.plan import (
     CHUNK,
     LABELS,
     LR_DECAY,
+    MSVGD_PARTICLES,
     Fit,
     Progress,
     learning_rate,
+    make_loss,
     plateau,
     run_plan,
 )
@@ -36,17 +39,7 @@ from ._host import check_rng_key
 
 __all__ = ["approximate"]
 
-NUM_PARTICLES = {"vis": 64, "alpha": 16, "logvar": 16}
-MSVGD_PARTICLES = 100
-
-
-def _loss(method: str):
-    from . import AlphaDivergence, ChiSquaredVIS, LogVariance
-
-    n = NUM_PARTICLES[method]
-    return {"vis": lambda: ChiSquaredVIS(num_particles=n),
-            "alpha": lambda: AlphaDivergence(alpha=0.5, num_particles=n),
-            "logvar": lambda: LogVariance(num_particles=n)}[method]()
+HOST = importlib.import_module("vidiv.numpyro")  # the objectives of the mass-covering stages
 
 
 class _Stages:
@@ -118,7 +111,7 @@ class _Stages:
             init_params = lap.init_params(guide, *self.args, **self.kwargs)
         lr = learning_rate(lap.sd_min())
         optim = numpyro.optim.Adam(lambda i: lr * LR_DECAY ** (i / num_steps))
-        svi = SVI(self.model, guide, optim, loss=_loss(method))
+        svi = SVI(self.model, guide, optim, loss=make_loss(HOST, method))
         state = svi.init(self.k_fit, *self.args, init_params=init_params, **self.kwargs)
         res = fit(svi, self.k_fit, num_steps, *self.args, monitor_every=CHUNK,
                   num_khat_samples=0, progress_bar=False, early_stop=plateau(),

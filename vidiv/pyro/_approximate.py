@@ -8,6 +8,7 @@ stage overwrites another's and a previous call's values are replaced, not reused
 
 from __future__ import annotations
 
+import importlib
 import time
 import warnings
 from collections.abc import Callable
@@ -26,9 +27,11 @@ from ..workflow.plan import (
     CHUNK,
     LABELS,
     LR_DECAY,
+    MSVGD_PARTICLES,
     Fit,
     Progress,
     learning_rate,
+    make_loss,
     plateau,
     run_plan,
 )
@@ -36,17 +39,7 @@ from ..workflow.result import Approximation
 
 __all__ = ["approximate"]
 
-NUM_PARTICLES = {"vis": 64, "alpha": 16, "logvar": 16}
-MSVGD_PARTICLES = 100
-
-
-def _loss(method: str):
-    from . import AlphaDivergence, ChiSquaredVIS, LogVariance
-
-    n = NUM_PARTICLES[method]
-    return {"vis": lambda: ChiSquaredVIS(num_particles=n),
-            "alpha": lambda: AlphaDivergence(alpha=0.5, num_particles=n),
-            "logvar": lambda: LogVariance(num_particles=n)}[method]()
+HOST = importlib.import_module("vidiv.pyro")  # the objectives of the mass-covering stages
 
 
 def _named(guide: AutoMultivariateNormal, stage: str) -> AutoMultivariateNormal:
@@ -136,7 +129,7 @@ class _Stages:
                     mine[k].copy_(v)
         lr = learning_rate(lap.sd_min())
         optim = pyro.optim.ClippedAdam({"lr": lr, "lrd": LR_DECAY ** (1 / num_steps)})
-        svi = SVI(self.model, guide, optim, loss=_loss(method))
+        svi = SVI(self.model, guide, optim, loss=make_loss(HOST, method))
         res = fit(svi, num_steps, *self.args, monitor_every=CHUNK, num_khat_samples=0,
                   progress_bar=False, early_stop=plateau(), **self.kwargs)
         progress.advance(num_steps)

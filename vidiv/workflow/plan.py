@@ -40,7 +40,8 @@ import numpy as np
 from ..errors import InvalidArgumentError, VidivError
 
 __all__ = ["METHODS", "RANK", "Fit", "Stage", "Stages", "Progress", "run_plan", "better",
-           "learning_rate", "LR_DECAY", "DEFAULT_STEPS", "CHUNK", "plateau"]
+           "learning_rate", "LR_DECAY", "DEFAULT_STEPS", "CHUNK", "plateau", "LOSSES",
+           "make_loss", "MSVGD_PARTICLES"]
 
 METHODS = ("auto", "laplace", "fbgvi", "vis", "alpha", "logvar", "msvgd")
 #: what each method's stage is called in the report and the datatree's ``objective``
@@ -62,6 +63,19 @@ def plateau() -> Any:
     from ..diagnostics import EarlyStop
 
     return EarlyStop(tol=1e-4, patience=3, window=CHUNK, noise_aware=True)
+
+
+#: the mass-covering stages' objectives (class name in ``vidiv.<backend>``, options)
+LOSSES = {"vis": ("ChiSquaredVIS", {"num_particles": 64}),
+          "alpha": ("AlphaDivergence", {"alpha": 0.5, "num_particles": 16}),
+          "logvar": ("LogVariance", {"num_particles": 16})}
+MSVGD_PARTICLES = 100
+
+
+def make_loss(backend_module: Any, method: str) -> Any:
+    """The objective of stage ``method`` from ``vidiv.numpyro`` or ``vidiv.pyro``."""
+    cls, options = LOSSES[method]
+    return getattr(backend_module, cls)(**options)
 
 
 def learning_rate(sd_min: float) -> float:
